@@ -1,0 +1,1 @@
+"""The test rig: fixtures that start real components on loopback."""

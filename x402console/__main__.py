@@ -1,0 +1,3 @@
+from x402console.cli import main
+
+raise SystemExit(main())
