@@ -238,7 +238,7 @@ class DrillEnvironment:
 
     def _start_replicas(self) -> None:
         for i in range(1, self.opts.replicas + 1):
-            port = self._ports.pick(self.opts.prover_port + i - 1)
+            port = self._ports.pick(self.opts.prover_port + i - 1 if self.opts.prover_port else None)
             control = self._ports.pick(None)
             self.replicas.append(ReplicaInfo(f"prover-{i}", i, port, control))
         if self.opts.mode == "docker":
