@@ -218,23 +218,30 @@ class DrillEnvironment:
         return random.Random(self.opts.seed)
 
     # --------------------------------------------------------------------------- replicas
-    def _sim_args(self, name: str, port: int, control_port: int, first: bool) -> list[str]:
+    def _service_args(self, first: bool) -> list[str]:
+        """Simulator flags shared by every replica (placement flags come separately)."""
         st = self.state
         args = [
-            "--host", "127.0.0.1", "--port", str(port), "--name", name,
             "--profile", self.opts.profile,
-            "--state-dir", str(st.root), "--db", str(st.db), "--backup-dir", str(st.backups),
-            "--keys-dir", str(st.keys),
+            "--db", str(st.db), "--backup-dir", str(st.backups), "--keys-dir", str(st.keys),
             "--exempt-ip", "127.0.0.1",
-            "--control-port", str(control_port), "--control-token", self.control_token,
-            "--pprof" if self.opts.profile == "intended" else "",
         ]
+        if self.opts.profile == "intended":
+            args.append("--pprof")
         if self.opts.log_format:
             args += ["--log-format", self.opts.log_format]
         # One replica runs the scheduled backups: two would write the same file names.
         if first and self.opts.backup_interval > 0:
             args += ["--backup-interval", str(int(self.opts.backup_interval))]
-        return [a for a in args if a]
+        return args
+
+    def _sim_args(self, name: str, port: int, control_port: int, first: bool) -> list[str]:
+        return [
+            "--host", "127.0.0.1", "--port", str(port), "--name", name,
+            "--state-dir", str(self.state.root),
+            "--control-port", str(control_port), "--control-token", self.control_token,
+            *self._service_args(first),
+        ]
 
     def _start_replicas(self) -> None:
         for i in range(1, self.opts.replicas + 1):
@@ -268,7 +275,7 @@ class DrillEnvironment:
                 control_token=self.control_token,
                 state_dir=self.state.root,
                 env={},
-                sim_args=self._sim_args(r.name, r.port, r.control_port, i == 0),
+                sim_args=self._service_args(i == 0),
                 memory_limit=self.opts.memory_limit,
             )
             started = self.docker.start([spec])
