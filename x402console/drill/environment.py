@@ -253,7 +253,8 @@ class DrillEnvironment:
             return
         for i, r in enumerate(self.replicas):
             argv = [sys.executable, "-m", "x402console.drill.sim", *self._sim_args(r.name, r.port, r.control_port, i == 0)]
-            r.process = ManagedProcess(r.name, argv, self.state.logs / f"{r.name}.log")
+            r.process = ManagedProcess(r.name, argv, self.state.logs / f"{r.name}.log",
+                                       pid_file=self.state.logs / f"{r.name}.pid")
             r.process.start()
             # Sequential: the first replica creates the keys the others load.
             wait_http_ok(f"{r.url}/health", 30, r.process.alive, r.name)
@@ -444,6 +445,7 @@ class DrillEnvironment:
                     "health_url": f"{r.url}/health",
                     "metrics_url": f"{r.url}/metrics",
                     "log_file": str(st.logs / f"{r.name}.log") if self.opts.mode == "process" else "",
+                    "pid_file": str(st.logs / f"{r.name}.pid") if self.opts.mode == "process" else "",
                     "control_url": r.control_url,
                 }
                 for r in self.replicas

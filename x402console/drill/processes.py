@@ -75,8 +75,10 @@ class ManagedProcess:
     """One child process whose stdout and stderr go to a log file, as `docker logs` merges them."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, pid_file: Path | None = None) -> None:
         self.name = name
+        # A pid file lets a console that did not start the process find it (process-mode replicas).
+        self.pid_file = pid_file
         self.argv = argv
         self.log_path = log_path
         self.env = env
@@ -99,6 +101,10 @@ class ManagedProcess:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+        if self.pid_file:
+            tmp = self.pid_file.with_suffix(".tmp")
+            tmp.write_text(f"{self.proc.pid}\n")
+            os.replace(tmp, self.pid_file)
         return self.record()
 
     def record(self) -> ProcessRecord:
