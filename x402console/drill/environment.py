@@ -296,7 +296,8 @@ class DrillEnvironment:
             client.ping()
         except Exception:
             return []  # no engine: nothing of ours can be running there
-        removed = containers.cleanup_leftovers(client)
+        # Only orphans: another drill running on the same engine keeps its containers.
+        removed = containers.cleanup_leftovers(client, orphans_only=True)
         return [f"container {n}" for n in (removed or [])]
 
     def _trust_current_keys(self) -> None:
