@@ -119,3 +119,23 @@ class ComponentState:
     ok: bool
     detail: str = ""
     ts: float = 0.0
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """Log records from one or more replicas, batched so the UI absorbs high rates.
+
+    `records` are sources.logparse.LogRecord objects, already sanitised and parsed.
+    `dropped` counts lines a source had to discard under backpressure (shown, never hidden).
+    """
+
+    records: tuple = ()
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class ReplicaSet:
+    """The replicas currently discovered (sent whenever discovery changes)."""
+
+    replicas: tuple[ReplicaIdentity, ...]
+    ts: float = 0.0
