@@ -102,7 +102,9 @@ def test_expired_proofs_are_cleaned_up(sim_factory) -> None:  # noqa: F811
 
     assert count() == 2
     assert sim.wait_for_output(lambda: count() == 0, timeout=8)
-    assert "Cleaned up 2 expired proofs" in sim.stderr
+    # The two proofs may expire in the same sweep or in two: the sweeps together deleted both.
+    cleaned = [int(n) for n in re.findall(r"Cleaned up (\d+) expired proofs", sim.stderr)]
+    assert sum(cleaned) == 2
 
 
 def test_two_replicas_share_one_database(sim_factory, tmp_path) -> None:  # noqa: F811
