@@ -134,19 +134,25 @@ class ObservationStore:
         for replica, value in m.rss_bytes.items():
             self.rss.setdefault(replica, Series(self.window)).add(m.ts, value)
 
+    # The history's series names where they differ from FleetMetrics field names.
+    _HISTORY_NAMES = {"rate_limited": "rate_limited_rate"}
+
     def _apply_history(self, hist: Any) -> None:
         """Fill the windows from a range query so charts are not empty at start-up."""
-        series: dict[str, Iterable[tuple[float, float]]] = getattr(hist, "series", {}) or {}
-        for name, points in series.items():
-            if name.startswith("rss:"):
-                target = self.rss.setdefault(name[4:], Series(self.window))
-            elif name in self.series:
-                target = self.series[name]
-            else:
-                continue
-            merged = sorted(set(target.points) | {(float(t), float(v)) for t, v in points if v == v})
-            target.points = deque(merged)
-            target.trim(self.clock())
+        for name, points in (getattr(hist, "series", {}) or {}).items():
+            target = self.series.get(self._HISTORY_NAMES.get(name, name))
+            if target is not None:
+                self._merge(target, points)
+        for replica, points in (getattr(hist, "rss_bytes", {}) or {}).items():
+            self._merge(self.rss.setdefault(replica, Series(self.window)), points)
+
+    def _merge(self, target: Series, points: Iterable[tuple[float, float]]) -> None:
+        merged = dict(target.points)
+        for t, v in points:
+            if v == v:  # NaN is a gap
+                merged.setdefault(float(t), float(v))
+        target.points = deque(sorted(merged.items()))
+        target.trim(self.clock())
 
     # ------------------------------------------------------------------ views
     def freshness(self, now: float | None = None) -> dict[str, float]:
