@@ -98,6 +98,21 @@ def _run_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_frame_rate(settings, environ=os.environ) -> None:
+    """Set Textual's frame rate before textual is imported (it reads TEXTUAL_FPS once).
+
+    Over SSH (SSH_CONNECTION set) every frame costs bandwidth on a possibly slow link, so the
+    console draws less often and without animations; an explicit TEXTUAL_FPS always wins.
+    """
+    if "TEXTUAL_FPS" in environ:
+        return
+    if environ.get("SSH_CONNECTION"):
+        environ["TEXTUAL_FPS"] = str(settings.ui.ssh_fps)
+        environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    else:
+        environ["TEXTUAL_FPS"] = str(settings.ui.fps)
+
+
 def _run_console(args: argparse.Namespace) -> int:
     from x402console.config import ConfigError, load_config
 
@@ -106,6 +121,7 @@ def _run_console(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"x402console: {exc}", file=sys.stderr)
         return 2
+    configure_frame_rate(settings)
     from x402console.ui.app import run_console
 
     return run_console(settings, read_only=args.read_only)
@@ -159,8 +175,14 @@ def _run_drill(args: argparse.Namespace) -> int:
             _print_components(env)
             stop.wait(args.duration if args.duration > 0 else None)
             return 0
+        from x402console.config import load_config
+
+        configure_frame_rate(load_config(env.state.config))
         from x402console.ui.app import run_drill_screen
 
+        # From here the app handles SIGTERM/SIGHUP itself (a clean exit, then env.stop()).
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
         return run_drill_screen(env, read_only=args.read_only)
     except SystemExit:
         return 0

@@ -1,0 +1,437 @@
+"""The live console: header, health, metrics, logs and checklist panes over one observation store.
+
+Data flows one way: the Observatory's sources hand immutable snapshots to `_on_snapshot` on the
+event loop; the store keeps the latest of each kind and says which topics changed; a frame
+timer redraws only the panes whose topics changed, and nothing while a dialog is open. The
+journal is the single source of incident and checklist state: the UI shows a tick only after
+the journal committed it, and polls the journal so other consoles' changes appear too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import events
+from textual.app import App, ComposeResult, SystemCommand
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from x402console.core.observations import (
+    T_ALERTS,
+    T_COMPONENTS,
+    T_HEALTH,
+    T_METRICS,
+    T_REPLICAS,
+    T_RUNTIME,
+    T_SOURCES,
+    T_TARGETS,
+    ObservationStore,
+)
+from x402console.sources.models import LogBatch
+from x402console.ui.commands import APP_COMMANDS, bindings
+from x402console.ui.logs.log_pane import LogPane
+from x402console.ui.panes.checklist import ChecklistPane
+from x402console.ui.panes.header import HeaderBar
+from x402console.ui.panes.health import HealthPane
+from x402console.ui.panes.metrics import MetricsPane
+from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
+
+CSS_FILE = Path(__file__).resolve().parents[2] / "css" / "console.tcss"
+HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOURCES}
+METRIC_TOPICS = {T_METRICS, T_ALERTS}
+PANES = ("health", "metrics", "logs", "checklist")
+DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
+# Below this size the panes are shown one at a time (keys 1-4 switch between them).
+COMPACT_WIDTH = 140
+COMPACT_HEIGHT = 40
+
+
+class ConsoleApp(App):
+    CSS_PATH = [CSS_FILE] if CSS_FILE.exists() else []
+    TITLE = "x402console"
+    ENABLE_COMMAND_PALETTE = True
+    # Class-level so Textual collects them; drill-only ones are hidden by check_action.
+    BINDINGS = bindings(APP_COMMANDS, drill=True)
+
+    def __init__(self, settings: Any, *, read_only: bool = False, drill_env: Any = None,
+                 extra_sources: Iterable[Any] | None = None, observe: bool = True) -> None:
+        self.drill_env = drill_env
+        self.settings = settings
+        self.read_only = read_only or settings.environment.read_only
+        self.is_drill = bool(drill_env) or settings.environment.drill
+        super().__init__()
+        self.store = ObservationStore(window_seconds=settings.metrics.window_minutes * 60)
+        self._extra_sources = extra_sources
+        self._observe = observe
+        self.observatory = None
+        self.journal = None
+        self.journal_error: str | None = None
+        self.incidents: tuple = ()
+        self.focus_incident_id: int | None = None
+        self._last_event_id = 0
+        self._dirty: set[str] = set(HEALTH_TOPICS | METRIC_TOPICS)
+        self.compact = False
+        self.compact_pane = "health"
+        self.first_data_at: dict[str, float] = {}
+        self.started_at = time.monotonic()
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        ui = self.settings.ui
+        yield HeaderBar(self.settings.environment.name, self.is_drill, self.read_only,
+                        stale_after=max(5.0, 5 * ui.refresh_seconds), id="header")
+        with Vertical(id="panes"):
+            with Horizontal(id="top-row", classes="row"):
+                yield HealthPane(self.store, id="health", classes="pane")
+                yield MetricsPane(self.store, self.settings, id="metrics", classes="pane")
+            with Horizontal(id="bottom-row", classes="row"):
+                yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane")
+                yield ChecklistPane(id="checklist", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#logs", LogPane).border_title = "3 Logs"
+        # SIGHUP (the SSH session or tmux pane went away) and SIGTERM end the app through its
+        # normal exit, so the journal closes and Textual's threads stop; raising SystemExit
+        # from a plain signal handler instead leaves the process hanging on those threads.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.exit)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        if self.settings.keymap:
+            self.set_keymap(dict(self.settings.keymap))
+        self._seed_static_replicas()
+        self._apply_size()
+        self.set_interval(max(0.25, self.settings.ui.refresh_seconds / 2), self._frame)
+        self.set_interval(1.0, self._header_tick)
+        self.set_interval(5.0, self._check_terminal)
+        self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
+        if self._observe:
+            self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
+        self.query_one("#health", HealthPane).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int | None = None, height: int | None = None) -> None:
+        w, h = (width, height) if width and height else self.size
+        compact = w < COMPACT_WIDTH or h < COMPACT_HEIGHT
+        self.compact = compact
+        grid = self.query_one("#panes")
+        grid.set_class(compact, "compact")
+        # Charts need room; in a small terminal the metrics pane shows its numbers only.
+        self.query_one("#metrics #charts").display = h >= 24 and (not compact or h >= 30)
+        for pane in PANES:
+            widget = self.query_one(f"#{pane}")
+            widget.display = (not compact) or pane == self.compact_pane
+        # A row whose panes are all hidden must not keep its share of the height.
+        for row, members in (("#top-row", ("health", "metrics")), ("#bottom-row", ("logs", "checklist"))):
+            self.query_one(row).display = (not compact) or self.compact_pane in members
+
+    # ------------------------------------------------------------------ observation
+    def _seed_static_replicas(self) -> None:
+        """Configured replicas are known before any source reports (Docker ones are discovered)."""
+        from x402console.sources.discovery import discover_static
+        from x402console.sources.models import ReplicaSet
+
+        replicas = tuple(discover_static(self.settings))
+        if replicas:
+            self._dirty |= self.store.apply(ReplicaSet(replicas, time.time()))
+
+    def _sources(self) -> list[Any]:
+        if self._extra_sources is not None:
+            return list(self._extra_sources)
+        from x402console.ui.wiring import observation_sources
+
+        return observation_sources(self.settings)
+
+    async def _start_observing(self) -> None:
+        from x402console.sources.hub import Observatory
+
+        self.observatory = Observatory(self.settings, self._on_snapshot, extra_sources=self._sources())
+        await self.observatory.start()
+
+    def _on_snapshot(self, snap: Any) -> None:
+        """Sink of every source; always called on the event loop thread."""
+        now = time.monotonic()
+        if isinstance(snap, LogBatch):
+            if snap.records:
+                self.first_data_at.setdefault("logs", now)
+                self.store.fresh["logs"] = time.time()
+            self.query_one("#logs", LogPane).add_batch(snap)
+            return
+        topics = self.store.apply(snap)
+        for t in topics:
+            self.first_data_at.setdefault(t, now)
+        self._dirty |= topics
+
+    def _frame(self) -> None:
+        """Redraw what changed; nothing while a dialog covers the screen (dolphie)."""
+        if not self._dirty or len(self.screen_stack) > 1:
+            return
+        dirty, self._dirty = self._dirty, set()
+        if dirty & HEALTH_TOPICS:
+            pane = self.query_one("#health", HealthPane)
+            if pane.display:
+                pane.render_store()
+            else:
+                self._dirty |= dirty & HEALTH_TOPICS
+        if dirty & METRIC_TOPICS:
+            pane = self.query_one("#metrics", MetricsPane)
+            if pane.display:
+                pane.render_store()
+            else:
+                self._dirty |= dirty & METRIC_TOPICS
+
+    def _header_tick(self) -> None:
+        focus = self.focused_incident()
+        open_count = sum(1 for i in self.incidents if i.is_open)
+        failing = [s.name for s in self.store.failing_sources()]
+        if self.journal_error:
+            failing.insert(0, "journal")
+        self.query_one("#header", HeaderBar).show(incident=focus, open_count=open_count,
+                                                  freshness=self.store.freshness(), failing=failing)
+
+    def _check_terminal(self) -> None:
+        # Over SSH the terminal can vanish without a signal reaching us (dolphie #101).
+        # Textual draws on stderr and reads keys from stdin: both must still be a terminal.
+        try:
+            alive = all(f is not None and os.isatty(f.fileno()) for f in (sys.__stdin__, sys.__stderr__))
+        except (ValueError, OSError):
+            alive = False
+        if not alive and not self.is_headless:
+            self.exit(return_code=0)
+
+    async def on_unmount(self) -> None:
+        if self.observatory is not None:
+            await self.observatory.stop()
+        if self.journal is not None:
+            await self.journal.close()
+
+    # ------------------------------------------------------------------ journal
+    async def _open_journal(self) -> None:
+        from x402console.journal import Journal, JournalError
+
+        try:
+            self.journal = await Journal.open(self.settings.environment.journal)
+            await self.journal.register_operator("observer" if self.read_only else "commander")
+        except (JournalError, OSError) as exc:
+            self.journal_error = str(exc)
+            self.notify(f"journal unavailable: {exc}", severity="error", timeout=10)
+            return
+        await self._reload_incidents()
+        self.set_interval(1.0, self._poll_journal)
+
+    async def _reload_incidents(self) -> None:
+        if self.journal is None:
+            return
+        self.incidents = await self.journal.incidents()
+        open_ids = [i.id for i in self.incidents if i.is_open]
+        if self.focus_incident_id not in open_ids:
+            self.focus_incident_id = open_ids[-1] if open_ids else None
+        await self._reload_checklist()
+        self._header_tick()
+
+    async def _reload_checklist(self) -> None:
+        pane = self.query_one("#checklist", ChecklistPane)
+        if self.journal is None or self.focus_incident_id is None:
+            pane.show_state(None, {})
+            return
+        state = await self.journal.checklist_state(self.focus_incident_id)
+        pane.show_state(self.focus_incident_id, {k: v.checked for k, v in state.items()})
+
+    async def _poll_journal(self) -> None:
+        """Pick up what other consoles on the same journal did (and our own commits)."""
+        if self.journal is None:
+            return
+        try:
+            events = await self.journal.events_after(self._last_event_id)
+            await self.journal.heartbeat()
+        except Exception as exc:  # a locked or vanished journal must not take the UI down
+            self.journal_error = str(exc)
+            return
+        self.journal_error = None
+        if events:
+            self._last_event_id = events[-1].id
+            await self._reload_incidents()
+
+    def focused_incident(self):
+        for i in self.incidents:
+            if i.id == self.focus_incident_id:
+                return i
+        return None
+
+    # ------------------------------------------------------------------ actions
+    def _refuse_if_read_only(self, what: str) -> bool:
+        if self.read_only:
+            self.notify(f"read-only: {what} refused", severity="warning")
+            return True
+        if self.journal is None:
+            self.notify(f"no journal: {what} cannot be recorded ({self.journal_error or 'opening'})",
+                        severity="error")
+            return True
+        return False
+
+    def action_help(self) -> None:
+        from x402console.config import default_config_path
+        from x402console.ui.screens.help import HelpScreen
+
+        sections = [("console", list(self.BINDINGS))]
+        sections.append(("logs pane", list(LogPane.BINDINGS)))
+        sections.append(("checklist pane", list(ChecklistPane.BINDINGS)))
+        path = str(self.settings.source or default_config_path())
+        self.push_screen(HelpScreen(sections, path))
+
+    def action_focus_pane(self, pane: str) -> None:
+        if pane not in PANES:
+            return
+        if self.compact:
+            self.compact_pane = pane
+            self._apply_size()
+            self._dirty |= HEALTH_TOPICS | METRIC_TOPICS
+        widget = self.query_one(f"#{pane}")
+        if pane == "logs":
+            self.query_one("#logs", LogPane).view.focus()
+        else:
+            widget.focus()
+
+    def action_zoom(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        for pane in PANES:
+            widget = self.query_one(f"#{pane}")
+            if self.focused is not None and (self.focused is widget or widget in self.focused.ancestors):
+                screen.maximize(widget, container=False)
+                return
+
+    def action_declare(self) -> None:
+        if self._refuse_if_read_only("declaring an incident"):
+            return
+
+        async def declared(result: tuple[str, str] | None) -> None:
+            if result is None or self.journal is None:
+                return
+            title, severity = result
+            incident = await self.journal.declare_incident(title, severity, self.journal.actor,
+                                                           drill=self.is_drill)
+            self.focus_incident_id = incident.id
+            await self._reload_incidents()
+            self.notify(f"incident #{incident.id} declared ({severity})")
+
+        self.push_screen(DeclareScreen("P2"), declared)
+
+    def _transition(self, verb: str, method: str) -> None:
+        if self._refuse_if_read_only(f"{verb} the incident"):
+            return
+        inc = self.focused_incident()
+        if inc is None:
+            self.notify("no incident in focus", severity="warning")
+            return
+
+        async def confirmed(ok: bool | None) -> None:
+            if not ok or self.journal is None:
+                return
+            try:
+                await getattr(self.journal, method)(inc.id, self.journal.actor)
+            except Exception as exc:
+                self.notify(f"{verb} #{inc.id} failed: {exc}", severity="error")
+                return
+            await self._reload_incidents()
+            self.notify(f"incident #{inc.id}: {verb}d" if verb.endswith("e") else f"incident #{inc.id}: {verb}ed")
+
+        self.push_screen(ConfirmScreen(f"{verb.capitalize()} incident #{inc.id}?",
+                                       f"{inc.severity} {inc.title}\nstatus now: {inc.status}",
+                                       verb.capitalize()), confirmed)
+
+    def action_acknowledge(self) -> None:
+        self._transition("acknowledge", "acknowledge")
+
+    def action_resolve(self) -> None:
+        self._transition("resolve", "resolve")
+
+    async def action_next_incident(self) -> None:
+        open_ids = [i.id for i in self.incidents if i.is_open]
+        if not open_ids:
+            return
+        idx = open_ids.index(self.focus_incident_id) + 1 if self.focus_incident_id in open_ids else 0
+        self.focus_incident_id = open_ids[idx % len(open_ids)]
+        await self._reload_checklist()
+        self._header_tick()
+
+    async def on_checklist_pane_toggled(self, event: ChecklistPane.Toggled) -> None:
+        if self._refuse_if_read_only("ticking the checklist") or self.focus_incident_id is None:
+            return
+        try:
+            await self.journal.set_checklist(self.focus_incident_id, event.item_id, event.checked,
+                                             self.journal.actor)
+        except Exception as exc:
+            self.notify(f"checklist not saved: {exc}", severity="error")
+            return
+        # Shown only now that the journal has committed it.
+        await self._reload_checklist()
+
+    def action_drill_status(self) -> None:
+        if self.drill_env is None:
+            self.notify("not a drill", severity="warning")
+            return
+        from x402console.ui.screens.drill_status import DrillStatusScreen
+
+        self.push_screen(DrillStatusScreen(self.drill_env))
+
+    def action_arm_scenario(self) -> None:
+        env = self.drill_env
+        if env is None or env.scenario is None or env.scenario_armed_at:
+            self.notify("no scenario waiting to be armed", severity="warning")
+            return
+        self.run_worker(env.arm_scenario, thread=True, group="drill")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in DRILL_ACTIONS and self.drill_env is None:
+            return False  # hidden from the footer and the palette outside a drill
+        return True
+
+    # ------------------------------------------------------------------ palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            action = b.action
+            if action in DRILL_ACTIONS and self.drill_env is None:
+                continue
+            yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
+                                lambda action=action: self.run_action(action))
+
+    # ------------------------------------------------------------------ measurements
+    def live_panes(self) -> dict[str, bool]:
+        """Which panes show live data now (used by tests and the start-up benchmark)."""
+        return {
+            "health": bool(self.store.health),
+            "metrics": self.store.metrics is not None,
+            "logs": "logs" in self.first_data_at,
+            "checklist": self.journal is not None,
+        }
+
+
+def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None) -> int:
+    app = ConsoleApp(settings, read_only=read_only, drill_env=drill_env)
+    app.run()
+    return app.return_code or 0
+
+
+async def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return predicate()

@@ -1,0 +1,151 @@
+"""Metrics: the runbook's numbers now, charts over the rolling window with its thresholds, alerts."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from x402console.core.format import bytes_h, percent_h, rate_h, seconds_h
+from x402console.core.observations import ObservationStore, Series
+
+# chart id, title, series names (store.series keys or "rss"), threshold keys
+CHARTS = (
+    ("chart-rate", "proof rate (proofs/s)", ("proof_rate",), ("proof_rate_p1",)),
+    ("chart-errors", "error ratio", ("error_ratio",), ("error_ratio_p2", "error_ratio_p1")),
+    ("chart-latency", "latency p50 / p95 (s)", ("p50_seconds", "p95_seconds"), ("latency_p2", "latency_p1")),
+    ("chart-rss", "resident memory (MiB)", ("rss",), ("memory",)),
+)
+
+
+class MetricsPane(Vertical):
+    DEFAULT_CSS = """
+    MetricsPane #numbers { height: auto; padding: 0 1; }
+    MetricsPane #charts { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
+    MetricsPane #alerts { height: auto; max-height: 5; padding: 0 1; }
+    MetricsPane PlotextPlot { height: 1fr; }
+    """
+
+    def __init__(self, store: ObservationStore, settings, **kw) -> None:
+        super().__init__(**kw)
+        self.store = store
+        self.settings = settings
+        self.border_title = "2 Metrics"
+        sev = settings.severity
+        mem_limit = float(settings.prover.memory_limit_bytes or 0)
+        self.thresholds = {
+            "proof_rate_p1": sev.proof_rate_p1,
+            "error_ratio_p2": sev.error_ratio_p2,
+            "error_ratio_p1": sev.error_ratio_p1,
+            "latency_p2": sev.latency_p95_p2_seconds,
+            "latency_p1": sev.latency_p95_p1_seconds,
+            "memory": mem_limit * sev.memory_ratio_warn / 2**20 if mem_limit else None,
+        }
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="numbers")
+        with Grid(id="charts"):
+            for chart_id, _title, _s, _t in CHARTS:
+                yield PlotextPlot(id=chart_id)
+        yield Static(id="alerts")
+
+    def on_mount(self) -> None:
+        self.render_store()
+
+    def render_store(self) -> None:
+        self.query_one("#numbers", Static).update(self._numbers())
+        self.query_one("#alerts", Static).update(self._alerts())
+        if self.query_one("#charts").display:
+            now = time.time()
+            for chart_id, title, names, thresholds in CHARTS:
+                self._draw(self.query_one(f"#{chart_id}", PlotextPlot), title, names, thresholds, now)
+
+    def _numbers(self) -> Text:
+        m = self.store.metrics
+        sev = self.settings.severity
+        text = Text()
+        if m is None:
+            return Text("waiting for metrics…", style="dim")
+
+        def part(label: str, value: str, bad: bool = False, warn: bool = False) -> None:
+            text.append(f"{label} ", style="dim")
+            text.append(value, style="bold red" if bad else "bold yellow" if warn else "bold")
+            text.append("   ")
+
+        rate = m.proof_rate
+        part("rate", rate_h(rate), bad=rate is not None and rate < sev.proof_rate_p1)
+        er = m.error_ratio
+        part("errors", percent_h(er, is_ratio=True), bad=er is not None and er > sev.error_ratio_p1,
+             warn=er is not None and er >= sev.error_ratio_p2)
+        part("p50", seconds_h(m.p50_seconds))
+        p95 = m.p95_seconds
+        part("p95", seconds_h(p95, m.p95_lower_bound),
+             bad=p95 is not None and p95 > sev.latency_p95_p1_seconds,
+             warn=p95 is not None and (p95 >= sev.latency_p95_p2_seconds or m.p95_lower_bound))
+        if m.mean_seconds is not None and m.p95_lower_bound:
+            part("mean", seconds_h(m.mean_seconds), bad=m.mean_seconds > sev.latency_p95_p1_seconds)
+        part("429s", rate_h(m.rate_limited_rate))
+        part("active", "–" if m.active_requests is None else f"{m.active_requests:.0f}")
+        for replica, rss in sorted(m.rss_bytes.items()):
+            part(f"rss {replica}", bytes_h(rss))
+        text.append(f"[{m.source}]", style="dim")
+        return text
+
+    def _alerts(self) -> Text:
+        firing = self.store.firing_alerts()
+        pending = [a for a in self.store.alerts if a.state == "pending"]
+        if not firing and not pending:
+            return Text("alerts: none firing" if self.store.alerts is not None else "", style="dim")
+        text = Text()
+        for a in firing:
+            text.append("FIRING ", style="bold white on red")
+            text.append(f"{a.name} ", style="bold")
+            text.append(f"{a.severity or ''} {a.summary or ''}\n", style="red")
+        for a in pending[:3]:
+            text.append("pending ", style="black on yellow")
+            text.append(f"{a.name}\n", style="yellow")
+        return text
+
+    def _draw(self, widget: PlotextPlot, title: str, names: tuple[str, ...], thresholds: tuple[str, ...],
+              now: float) -> None:
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        window = self.store.window
+        series: list[tuple[str, Series, float]] = []
+        if names == ("rss",):
+            for replica, s in sorted(self.store.rss.items()):
+                series.append((replica, s, 1 / 2**20))
+        else:
+            for n in names:
+                series.append((n.replace("_seconds", "").replace("_", " "), self.store.series[n], 1.0))
+        drawn = False
+        top = 0.0
+        for label, s, scale in series:
+            if not s.points:
+                continue
+            xs = [t - now for t, _ in s.points]
+            ys = [v * scale for _, v in s.points]
+            top = max(top, max(ys))
+            plt.plot(xs, ys, label=label if len(series) > 1 else None, marker="braille")
+            drawn = True
+        # The axis reaches the lowest threshold (so it is always drawn) but not necessarily
+        # the higher ones: a P1 line at 5 s would flatten a healthy 150 ms p95 into the floor.
+        limits = sorted(v for k in thresholds if (v := self.thresholds.get(k)))
+        if limits:
+            top = max(top * 1.2, limits[0] * 1.1)
+        for value in limits:
+            if value <= top:
+                plt.hline(value, "red" if value == limits[-1] else "orange")
+        plt.ylim(0, top if top > 0 else 1)
+        plt.xlim(-window, 0)
+        plt.xticks([-window, -window / 2, 0], [f"-{window / 60:.0f}m", f"-{window / 120:.0f}m", "now"])
+        plt.yfrequency(3)
+        if not drawn:
+            plt.title(f"{title} — no data yet")
+        widget.refresh()
