@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from x402console.core.observations import (
     T_ALERTS,
@@ -81,23 +82,31 @@ class ConsoleApp(App):
         self.compact_pane = "health"
         self.first_data_at: dict[str, float] = {}
         self.started_at = time.monotonic()
+        self._main: Screen | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         ui = self.settings.ui
         yield HeaderBar(self.settings.environment.name, self.is_drill, self.read_only,
                         stale_after=max(5.0, 5 * ui.refresh_seconds), id="header")
-        with Vertical(id="panes"):
-            with Horizontal(id="top-row", classes="row"):
+        yield Static(id="summary")
+        with Horizontal(id="panes"):
+            with Vertical(id="main-col", classes="col"):
                 yield HealthPane(self.store, id="health", classes="pane")
                 yield MetricsPane(self.store, self.settings, id="metrics", classes="pane")
-            with Horizontal(id="bottom-row", classes="row"):
                 yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane")
-                yield ChecklistPane(id="checklist", classes="pane")
+            yield ChecklistPane(id="checklist", classes="pane")
         yield Footer()
 
+    def _q(self, selector: str, expect_type: type | None = None):
+        """Query the main screen: App.query_one would search whatever screen is on top (a dialog)."""
+        if self._main is None:
+            raise RuntimeError("the console's main screen is not mounted")
+        return self._main.query_one(selector, expect_type) if expect_type else self._main.query_one(selector)
+
     def on_mount(self) -> None:
-        self.query_one("#logs", LogPane).border_title = "3 Logs"
+        self._main = self.screen
+        self._q("#logs", LogPane).border_title = "3 Logs"
         # SIGHUP (the SSH session or tmux pane went away) and SIGTERM end the app through its
         # normal exit, so the journal closes and Textual's threads stop; raising SystemExit
         # from a plain signal handler instead leaves the process hanging on those threads.
@@ -117,25 +126,28 @@ class ConsoleApp(App):
         self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
         if self._observe:
             self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
-        self.query_one("#health", HealthPane).focus()
+        self._q("#health", HealthPane).focus()
 
     def on_resize(self, event: events.Resize) -> None:
         self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int | None = None, height: int | None = None) -> None:
+        if self._main is None:
+            return  # a resize can arrive before the panes are mounted; on_mount applies it
         w, h = (width, height) if width and height else self.size
         compact = w < COMPACT_WIDTH or h < COMPACT_HEIGHT
         self.compact = compact
-        grid = self.query_one("#panes")
+        grid = self._q("#panes")
         grid.set_class(compact, "compact")
         # Charts need room; in a small terminal the metrics pane shows its numbers only.
-        self.query_one("#metrics #charts").display = h >= 24 and (not compact or h >= 30)
+        self._q("#metrics #charts").display = h >= 24 and (not compact or h >= 30)
+        # In compact mode the hidden panes' key numbers stay in sight on one line.
+        self._q("#summary").display = compact
         for pane in PANES:
-            widget = self.query_one(f"#{pane}")
+            widget = self._q(f"#{pane}")
             widget.display = (not compact) or pane == self.compact_pane
-        # A row whose panes are all hidden must not keep its share of the height.
-        for row, members in (("#top-row", ("health", "metrics")), ("#bottom-row", ("logs", "checklist"))):
-            self.query_one(row).display = (not compact) or self.compact_pane in members
+        # The main column must not keep its width when only the checklist is shown.
+        self._q("#main-col").display = (not compact) or self.compact_pane != "checklist"
 
     # ------------------------------------------------------------------ observation
     def _seed_static_replicas(self) -> None:
@@ -162,12 +174,14 @@ class ConsoleApp(App):
 
     def _on_snapshot(self, snap: Any) -> None:
         """Sink of every source; always called on the event loop thread."""
+        if self._main is None or not self._main.is_attached:
+            return  # sources may still deliver while the app shuts down
         now = time.monotonic()
         if isinstance(snap, LogBatch):
             if snap.records:
                 self.first_data_at.setdefault("logs", now)
                 self.store.fresh["logs"] = time.time()
-            self.query_one("#logs", LogPane).add_batch(snap)
+            self._q("#logs", LogPane).add_batch(snap)
             return
         topics = self.store.apply(snap)
         for t in topics:
@@ -180,17 +194,29 @@ class ConsoleApp(App):
             return
         dirty, self._dirty = self._dirty, set()
         if dirty & HEALTH_TOPICS:
-            pane = self.query_one("#health", HealthPane)
+            pane = self._q("#health", HealthPane)
             if pane.display:
                 pane.render_store()
             else:
                 self._dirty |= dirty & HEALTH_TOPICS
+        if self.compact and dirty & (METRIC_TOPICS | HEALTH_TOPICS):
+            self._q("#summary", Static).update(self._summary())
         if dirty & METRIC_TOPICS:
-            pane = self.query_one("#metrics", MetricsPane)
+            pane = self._q("#metrics", MetricsPane)
             if pane.display:
                 pane.render_store()
             else:
                 self._dirty |= dirty & METRIC_TOPICS
+
+    def _summary(self) -> Text:
+        text = self._q("#metrics", MetricsPane).numbers_text()
+        down = [n for n, h in self.store.health.items() if not h.ok]
+        firing = self.store.firing_alerts()
+        if down:
+            text.append(f" DOWN: {', '.join(down)}", style="bold red")
+        if firing:
+            text.append(f" {len(firing)} alert(s) firing", style="bold red")
+        return text
 
     def _header_tick(self) -> None:
         focus = self.focused_incident()
@@ -198,7 +224,7 @@ class ConsoleApp(App):
         failing = [s.name for s in self.store.failing_sources()]
         if self.journal_error:
             failing.insert(0, "journal")
-        self.query_one("#header", HeaderBar).show(incident=focus, open_count=open_count,
+        self._q("#header", HeaderBar).show(incident=focus, open_count=open_count,
                                                   freshness=self.store.freshness(), failing=failing)
 
     def _check_terminal(self) -> None:
@@ -212,6 +238,7 @@ class ConsoleApp(App):
             self.exit(return_code=0)
 
     async def on_unmount(self) -> None:
+        self._main = None
         if self.observatory is not None:
             await self.observatory.stop()
         if self.journal is not None:
@@ -242,7 +269,7 @@ class ConsoleApp(App):
         self._header_tick()
 
     async def _reload_checklist(self) -> None:
-        pane = self.query_one("#checklist", ChecklistPane)
+        pane = self._q("#checklist", ChecklistPane)
         if self.journal is None or self.focus_incident_id is None:
             pane.show_state(None, {})
             return
@@ -288,6 +315,7 @@ class ConsoleApp(App):
         sections = [("console", list(self.BINDINGS))]
         sections.append(("logs pane", list(LogPane.BINDINGS)))
         sections.append(("checklist pane", list(ChecklistPane.BINDINGS)))
+        sections.append(("metrics pane", list(MetricsPane.BINDINGS)))
         path = str(self.settings.source or default_config_path())
         self.push_screen(HelpScreen(sections, path))
 
@@ -298,9 +326,9 @@ class ConsoleApp(App):
             self.compact_pane = pane
             self._apply_size()
             self._dirty |= HEALTH_TOPICS | METRIC_TOPICS
-        widget = self.query_one(f"#{pane}")
+        widget = self._q(f"#{pane}")
         if pane == "logs":
-            self.query_one("#logs", LogPane).view.focus()
+            self._q("#logs", LogPane).view.focus()
         else:
             widget.focus()
 
@@ -310,7 +338,7 @@ class ConsoleApp(App):
             screen.minimize()
             return
         for pane in PANES:
-            widget = self.query_one(f"#{pane}")
+            widget = self._q(f"#{pane}")
             if self.focused is not None and (self.focused is widget or widget in self.focused.ancestors):
                 screen.maximize(widget, container=False)
                 return

@@ -244,10 +244,15 @@ class LogPane(Vertical):
 
     def add_batch(self, batch: LogBatch) -> None:
         """Take a batch of parsed, sanitised records. Cheap: no drawing happens here."""
-        records = batch.records
-        dropped = batch.dropped
+        records = getattr(batch, "records", ())
+        dropped = getattr(batch, "dropped", 0)
         if isinstance(dropped, int) and dropped > 0:
             self.dropped += dropped
+        if not isinstance(records, tuple):
+            try:
+                records = tuple(records)
+            except TypeError:  # not even a sequence: nothing to show, nothing to break
+                records = ()
         if records:
             if set(map(type, records)) != _ONLY_RECORDS:  # C speed; the slow path is rare
                 good = tuple(r for r in records if isinstance(r, LogRecord))
@@ -306,17 +311,18 @@ class LogPane(Vertical):
             text.append(" FOLLOW ", _FOLLOW_STYLE)
         else:
             text.append(" SCROLLED ", _DIM)
+        # Errors first: on a narrow terminal the end of the line is cut off.
+        if self.filter_error:
+            text.append(" filter: " + self.filter_error + " ", _ERROR_STYLE)
+        if self.search_error:
+            text.append(" search: " + self.search_error + " ", _ERROR_STYLE)
         text.append(f" lines {buffer.total:,} · shown {len(self.view.source):,} of {len(buffer):,} kept")
         text.append(f" · dropped {self.dropped + self.rejected:,}")
         text.append(f" · {self.meter.rate():,.0f} lines/s")
         shown = self._filter_summary()
         if shown:
             text.append(" · " + shown, Style(bold=True))
-        if self.filter_error:
-            text.append(" · filter: " + self.filter_error, _ERROR_STYLE)
-        if self.search_error:
-            text.append(" · search: " + self.search_error, _ERROR_STYLE)
-        elif self.search_note:
+        if self.search_note and not self.search_error:
             text.append(" · " + self.search_note, _DIM)
         return text
 
@@ -373,6 +379,15 @@ class LogPane(Vertical):
         self._set_view_filter(ViewFilter(text=text, preset=self.preset, replica=self.replica))
 
     def _set_view_filter(self, view_filter: ViewFilter) -> None:
+        current = self.buffer.filter
+        if (view_filter.text, view_filter.preset, view_filter.replica) == (
+            current.text, current.preset, current.replica
+        ):
+            # Nothing changed (e.g. an invalid pattern keeps the last valid one): a paused
+            # view must not be re-frozen, which would swallow the "+N new lines".
+            self.flags.set_flags(self.regex, self.invert, self.case_sensitive)
+            self._update_status()
+            return
         self.buffer.set_filter(view_filter)
         if self.paused:
             # A new filter over a frozen view: freeze again with the filter applied.
@@ -385,7 +400,8 @@ class LogPane(Vertical):
 
     def set_filter_text(self, pattern: str) -> None:
         """Set the filter box programmatically (e.g. from the incident view)."""
-        self.filter_input.value = pattern
+        with self.filter_input.prevent(Input.Changed):
+            self.filter_input.value = pattern
         self.apply_filter()
 
     @on(Input.Changed, "#logs-filter")

@@ -38,6 +38,7 @@ _LEVEL_STYLES = {
     "debug": Style(dim=True),
     "unknown": Style(),
 }
+_TAG_STYLES = {level: style + Style(bold=level in ("error", "warning")) for level, style in _LEVEL_STYLES.items()}
 _REPLICA_PALETTE = ("cyan", "magenta", "green", "blue", "bright_cyan", "bright_magenta", "bright_green")
 _TIME_STYLE = Style(dim=True)
 _IP_STYLE = Style(color="bright_blue")
@@ -108,7 +109,7 @@ class LineFormatter:
             name, style = cell
             pieces.append((name[: self.replica_width].ljust(self.replica_width) + " ", style))
         pieces.append((self._time(record.ts), _TIME_STYLE))
-        pieces.append((_LEVEL_TAGS[level], level_style + Style(bold=level in ("error", "warning"))))
+        pieces.append((_LEVEL_TAGS[level], _TAG_STYLES[level]))
         if self.show_ip:
             pieces.append(((record.client_ip or "").ljust(IP_WIDTH) + " ", _IP_STYLE))
         pieces.append((record.message or record.raw, level_style))

@@ -55,15 +55,16 @@ class HeaderBar(Static):
             line1.append("no open incident", style="dim")
             line1.append("  (D declares one)", style="dim")
         else:
+            # Severity, clock and status first: at 80 columns the title is what gets cut.
             line1.append(f" {inc.severity} ", style=SEVERITY_STYLE.get(inc.severity, "reverse"))
-            line1.append(f" #{inc.id} {inc.title[:60]} ", style="bold")
-            line1.append(f"[{inc.status}]", style="italic")
             since = _age(inc.created_at)
-            line1.append(f"  {clock_h(since)} since declared", style="bold")
+            line1.append(f" {clock_h(since)} ", style="bold")
+            line1.append(f"[{inc.status}]", style="italic")
             if inc.security:
-                line1.append("  SECURITY", style="bold red")
+                line1.append(" SECURITY", style="bold red")
             if self.open_count > 1:
-                line1.append(f"  (+{self.open_count - 1} open)", style="dim")
+                line1.append(f" (+{self.open_count - 1} open)", style="dim")
+            line1.append(f" #{inc.id} {inc.title}", style="bold")
         line2 = Text("data: ", style="dim")
         if not self.freshness:
             line2.append("waiting for the first samples…", style="yellow")
@@ -74,6 +75,11 @@ class HeaderBar(Static):
             line2.append(" STALE  " if stale else "  ", style="bold red" if stale else "")
         if self.failing:
             line2.append("  failing: " + ", ".join(self.failing[:4]), style="bold red")
+        # Each line is cut, never wrapped: the header keeps its two rows at 80 columns.
+        for line in (line1, line2):
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+            line.truncate(max(20, self.size.width - 2), overflow="ellipsis")
         return Text("\n").join([line1, line2])
 
 

@@ -6,6 +6,7 @@ import time
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
@@ -19,13 +20,19 @@ CHARTS = (
     ("chart-errors", "error ratio", ("error_ratio",), ("error_ratio_p2", "error_ratio_p1")),
     ("chart-latency", "latency p50 / p95 (s)", ("p50_seconds", "p95_seconds"), ("latency_p2", "latency_p1")),
     ("chart-rss", "resident memory (MiB)", ("rss",), ("memory",)),
+    ("chart-limited", "rate-limited (req/s)", ("rate_limited_rate",), ()),
+    ("chart-active", "active requests", ("active_requests",), ()),
 )
+# A chart needs this many rows to show a plot area at all (title + 2 axis rows + plot).
+MIN_CHART_ROWS = 8
 
 
 class MetricsPane(Vertical):
+    BINDINGS = [Binding("m", "next_charts", "More charts", id="metrics.next_charts",
+                        tooltip="Show the next charts when not all of them fit")]
     DEFAULT_CSS = """
     MetricsPane #numbers { height: auto; padding: 0 1; }
-    MetricsPane #charts { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
+    MetricsPane #charts { grid-size: 2 1; grid-gutter: 0 1; height: 1fr; }
     MetricsPane #alerts { height: auto; max-height: 5; padding: 0 1; }
     MetricsPane PlotextPlot { height: 1fr; }
     """
@@ -35,6 +42,7 @@ class MetricsPane(Vertical):
         self.store = store
         self.settings = settings
         self.border_title = "2 Metrics"
+        self.first_chart = 0  # index of the first chart shown when not all fit
         sev = settings.severity
         mem_limit = float(settings.prover.memory_limit_bytes or 0)
         self.thresholds = {
@@ -56,13 +64,43 @@ class MetricsPane(Vertical):
     def on_mount(self) -> None:
         self.render_store()
 
+    def on_resize(self) -> None:
+        self.render_store()
+
+    def action_next_charts(self) -> None:
+        shown = self._chart_slots()
+        self.first_chart = (self.first_chart + shown) % len(CHARTS) if shown < len(CHARTS) else 0
+        self.render_store()
+
+    def _chart_slots(self) -> int:
+        """How many charts fit: two per row, as many rows as the height allows (up to 3)."""
+        height = self.query_one("#charts").size.height
+        rows = max(1, min(3, height // MIN_CHART_ROWS))
+        return min(len(CHARTS), rows * 2)
+
     def render_store(self) -> None:
         self.query_one("#numbers", Static).update(self._numbers())
         self.query_one("#alerts", Static).update(self._alerts())
-        if self.query_one("#charts").display:
-            now = time.time()
-            for chart_id, title, names, thresholds in CHARTS:
-                self._draw(self.query_one(f"#{chart_id}", PlotextPlot), title, names, thresholds, now)
+        charts = self.query_one("#charts", Grid)
+        if not charts.display:
+            return
+        slots = self._chart_slots()
+        rows = max(1, (slots + 1) // 2)
+        charts.styles.grid_size_rows = rows
+        visible = {(self.first_chart + i) % len(CHARTS) for i in range(slots)}
+        now = time.time()
+        for index, (chart_id, title, names, thresholds) in enumerate(CHARTS):
+            widget = self.query_one(f"#{chart_id}", PlotextPlot)
+            widget.display = index in visible
+            if index in visible:
+                self._draw(widget, title, names, thresholds, now)
+        if slots < len(CHARTS):
+            self.border_subtitle = f"charts {len(visible)}/{len(CHARTS)} · m: more"
+        else:
+            self.border_subtitle = ""
+
+    def numbers_text(self) -> Text:
+        return self._numbers()
 
     def _numbers(self) -> Text:
         m = self.store.metrics
