@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -46,7 +47,7 @@ from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
 
 CSS_FILE = Path(__file__).resolve().parents[2] / "css" / "console.tcss"
 HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOURCES}
-METRIC_TOPICS = {T_METRICS, T_ALERTS}
+METRIC_TOPICS = {T_METRICS, T_ALERTS, T_SOURCES}
 PANES = ("health", "metrics", "logs", "checklist")
 DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
 # Below this size the panes are shown one at a time (keys 1-4 switch between them).
@@ -438,6 +439,18 @@ class ConsoleApp(App):
                 continue
             yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
                                 lambda action=action: self.run_action(action))
+        # The panes' own commands too, run on their pane wherever the focus is.
+        for pane_id, cls in (("logs", LogPane), ("metrics", MetricsPane), ("checklist", ChecklistPane)):
+            for b in cls.BINDINGS:
+                if not isinstance(b, Binding) or b.action.startswith("leave"):
+                    continue
+                yield SystemCommand(f"{pane_id}: {b.description} ({b.key})", b.tooltip or b.description,
+                                    lambda p=pane_id, a=b.action: self._run_pane_action(p, a))
+
+    def _run_pane_action(self, pane_id: str, action: str) -> None:
+        widget = self._q(f"#{pane_id}")
+        self.action_focus_pane(pane_id)
+        self.run_worker(widget.run_action(action), group="palette")
 
     # ------------------------------------------------------------------ measurements
     def live_panes(self) -> dict[str, bool]:

@@ -134,6 +134,14 @@ class MetricsPane(Vertical):
         return text
 
     def _alerts(self) -> Text:
+        text = Text()
+        for s in self.store.failing_sources():
+            if s.name.split(":")[0] in ("prometheus", "scrape"):
+                retry = f" (retry in {s.retry_in:.0f}s)" if s.retry_in else ""
+                text.append(f"⚠ {s.name}: {s.error}{retry}\n", style="red")
+        return text + self._alert_lines()
+
+    def _alert_lines(self) -> Text:
         firing = self.store.firing_alerts()
         pending = [a for a in self.store.alerts if a.state == "pending"]
         if not firing and not pending:

@@ -21,7 +21,7 @@ ModalScreen { align: center middle; }
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = DIALOG_CSS
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, body: str, confirm_label: str = "Confirm") -> None:
         super().__init__()
@@ -51,7 +51,7 @@ class DeclareScreen(ModalScreen["tuple[str, str] | None"]):
     """Title and severity of a new incident; the severity is pre-filled by the caller."""
 
     DEFAULT_CSS = DIALOG_CSS
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, severity: str = "P2", title: str = "") -> None:
         super().__init__()

@@ -16,7 +16,7 @@ class DrillStatusScreen(ModalScreen[None]):
         border: thick $accent; background: $surface; padding: 0 1; }
     DrillStatusScreen DataTable { height: auto; }
     """
-    BINDINGS = [Binding("escape,q,S", "close", "Close", id="drill_status.close")]
+    BINDINGS = [Binding("escape,q,S", "close", "Close", id="drill_status.close", tooltip="Back to the console")]
 
     def __init__(self, env) -> None:
         super().__init__()

@@ -16,7 +16,7 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen { align: center middle; }
     HelpScreen VerticalScroll { width: 100; max-width: 98%; height: 90%; border: thick $accent; background: $surface; }
     """
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close", tooltip="Close the help")]
 
     def __init__(self, sections: list[tuple[str, list[Binding]]], keymap_path: str) -> None:
         super().__init__()
