@@ -17,23 +17,11 @@ import random
 import re
 from typing import Any
 
-from x402console.drill.payment import FIELD_MODULUS
+from x402console.drill.payment import FIELD_MODULUS, REQUEST_FIELDS
 from x402console.drill.sim.keys import BASE_FIELD, KeyPair, VkFile
 
-WITNESS_ORDER = (
-    "minAmount",
-    "recipientKeyX",
-    "recipientKeyY",
-    "maxBlockAge",
-    "currentTime",
-    "actualAmount",
-    "senderKeyX",
-    "senderKeyY",
-    "paymentTime",
-    "signatureR8x",
-    "signatureR8y",
-    "signatureS",
-)
+# The witness takes the fields in ProofRequest order.
+WITNESS_ORDER = REQUEST_FIELDS
 PAIRING_ERROR = "pairing doesn't match"
 PROVE_SECONDS = (0.040, 0.150)
 VERIFY_SECONDS = (0.001, 0.004)  # plus scheduling: the observed 1-5 ms of a gnark verify

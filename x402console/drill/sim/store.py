@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from x402console.drill.payment import REQUEST_FIELDS
 from x402console.drill.sim import backup as backup_mod
 from x402console.drill.sim.dbdamage import damage_pages
 
@@ -61,20 +62,8 @@ CREATE INDEX IF NOT EXISTS idx_client_ip ON rate_limit_log (client_ip);
 CREATE INDEX IF NOT EXISTS idx_exceeded_at ON rate_limit_log (exceeded_at);
 """
 
-REQUEST_HASH_FIELDS = (
-    "minAmount",
-    "recipientKeyX",
-    "recipientKeyY",
-    "maxBlockAge",
-    "currentTime",
-    "actualAmount",
-    "senderKeyX",
-    "senderKeyY",
-    "paymentTime",
-    "signatureR8x",
-    "signatureR8y",
-    "signatureS",
-)
+# generateRequestHash joins every request field, in ProofRequest order.
+REQUEST_HASH_FIELDS = REQUEST_FIELDS
 
 
 class StoreInitError(Exception):
