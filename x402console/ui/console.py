@@ -10,6 +10,7 @@ the journal committed it, and polls the journal so other consoles' changes appea
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -128,6 +129,9 @@ class ConsoleApp(App):
         if self._observe:
             self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
         self._q("#health", HealthPane).focus()
+        # Everything built so far lives as long as the app: keep the cyclic GC from rescanning
+        # it on every collection (measurably smoother frames under a fast log stream).
+        gc.freeze()
 
     def on_resize(self, event: events.Resize) -> None:
         self._apply_size(event.size.width, event.size.height)
