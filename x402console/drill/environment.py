@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from x402console.drill.nginx_env import NginxProcess, find_nginx
-from x402console.drill.processes import ManagedProcess
+from x402console.drill.processes import ManagedProcess, ProcessRecord, is_same_process
 from x402console.drill.prometheus_env import PrometheusProcess, find_prometheus
 from x402console.drill.scenarios import Scenario, pick_scenario
 from x402console.drill.state import Runtime, StateDir
@@ -201,7 +201,9 @@ class DrillEnvironment:
                 except Exception as exc:  # the engine may have gone away; next start cleans up
                     self.notes.append(f"docker clean-up failed: {exc}")
             if self._started:
-                self.state.clear_runtime()
+                # Processes the console's actions started (a restarted or added replica) are
+                # recorded only in runtime.json: stop them too before forgetting them.
+                self.state.cleanup_leftovers()
             self._started = False
             self.state.unlock()
 
@@ -410,6 +412,8 @@ class DrillEnvironment:
             ports["prometheus"] = self.prometheus.port
         if self.nginx:
             ports["nginx"] = self.nginx.port
+        procs = self._merge_foreign_records(procs)
+        ports.update(self._foreign_ports(ports))
         rt = Runtime(
             drill_id=self.drill_id,
             mode=self.opts.mode,
@@ -424,6 +428,25 @@ class DrillEnvironment:
         tmp = self.state.runtime_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, self.state.runtime_file)
+
+    def _merge_foreign_records(self, own: list[ProcessRecord]) -> list[ProcessRecord]:
+        """Keep what the console's actions recorded: a replica it restarted (a new, live pid
+        under an old name) or one it added by scaling must survive the drill's next save."""
+        previous = self.state.load_runtime()
+        if previous is None or previous.drill_id != self.drill_id:
+            return own
+        by_name = {r.name: r for r in own}
+        for rec in previous.processes:
+            mine = by_name.get(rec.name)
+            if rec.pid != (mine.pid if mine else None) and is_same_process(rec.pid, rec.start_time):
+                by_name[rec.name] = rec
+        return list(by_name.values())
+
+    def _foreign_ports(self, own: dict[str, int]) -> dict[str, int]:
+        previous = self.state.load_runtime()
+        if previous is None or previous.drill_id != self.drill_id:
+            return {}
+        return {k: v for k, v in previous.ports.items() if k not in own}
 
     def config_dict(self) -> dict[str, Any]:
         st = self.state
