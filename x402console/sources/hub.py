@@ -22,6 +22,7 @@ source last delivered data (``freshness``), so a pane can say "stale for 40 s".
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 import logging
 import math
 import threading
@@ -142,7 +143,10 @@ class Observatory:
             from x402console.sources.scrape import ScrapeSource
 
             sources.append(ScrapeSource(s, self.replicas_provider, client=client))
-        sources.append(ComponentProbe(s, client=client))
+        # nginx is watched where it is part of the set-up: a URL to probe, or the deny file the
+        # block action writes. A host without nginx then shows no false alarm.
+        if s.nginx.url or Path(s.nginx.deny_file).exists():
+            sources.append(ComponentProbe(s, client=client))
         sources.extend(self._extra)
         return sources
 
@@ -206,7 +210,9 @@ class Observatory:
         self._stop = asyncio.Event()
         s = self.settings
         pool = max(32, 8 * max(1, len(self._replicas)))
-        self._client = make_client(max(s.prometheus.timeout_seconds, s.prover.health_timeout_seconds), pool)
+        urls = [s.prometheus.url, s.nginx.url] + [u for r in s.replicas for u in (r.health_url, r.metrics_url)]
+        tls = any(str(u).startswith("https:") for u in urls if u) or s.discovery.mode != "static"
+        self._client = make_client(max(s.prometheus.timeout_seconds, s.prover.health_timeout_seconds), pool, tls=tls)
         taken: set[str] = set()
         self._sources = {}
         self._fresh = {}

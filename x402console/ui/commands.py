@@ -32,6 +32,8 @@ APP_COMMANDS: tuple[Command, ...] = (
     Command("pane.logs", "3", "Logs", "Focus the logs pane", "focus_pane('logs')", show=False),
     Command("pane.checklist", "4", "Checklist", "Focus the incident checklist", "focus_pane('checklist')", show=False),
     Command("pane.zoom", "z", "Zoom", "Maximise the focused pane, or restore the layout", "zoom"),
+    Command("actions.open", "full_stop", "Actions", "Remediation actions for the focused pane and its selection",
+            "actions"),
     Command("incident.declare", "D", "Declare", "Declare a new incident (title and severity)", "declare",
             changes_state=True),
     Command("incident.acknowledge", "A", "Ack", "Acknowledge the incident in focus", "acknowledge",

@@ -79,6 +79,7 @@ class ConsoleApp(App):
         self.incidents: tuple = ()
         self.focus_incident_id: int | None = None
         self._last_event_id = 0
+        self._polls = 0
         self._dirty: set[str] = set(HEALTH_TOPICS | METRIC_TOPICS)
         self.compact = False
         self.compact_pane = "health"
@@ -125,13 +126,19 @@ class ConsoleApp(App):
         self.set_interval(max(0.25, self.settings.ui.refresh_seconds / 2), self._frame)
         self.set_interval(1.0, self._header_tick)
         self.set_interval(5.0, self._check_terminal)
-        self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
-        if self._observe:
-            self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
+        self._header_tick()
+        # Sources and the journal start after the first frame is on screen: their imports and
+        # connections would otherwise delay it.
+        self.call_after_refresh(self._start_background)
         self._q("#health", HealthPane).focus()
         # Everything built so far lives as long as the app: keep the cyclic GC from rescanning
         # it on every collection (measurably smoother frames under a fast log stream).
         gc.freeze()
+
+    def _start_background(self) -> None:
+        self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
+        if self._observe:
+            self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
 
     def on_resize(self, event: events.Resize) -> None:
         self._apply_size(event.size.width, event.size.height)
@@ -189,9 +196,14 @@ class ConsoleApp(App):
             self._q("#logs", LogPane).add_batch(snap)
             return
         topics = self.store.apply(snap)
+        first = False
         for t in topics:
-            self.first_data_at.setdefault(t, now)
+            if t not in self.first_data_at:
+                self.first_data_at[t] = now
+                first = True
         self._dirty |= topics
+        if first:
+            self.call_later(self._frame)  # the first sample of a kind shows at once
 
     def _frame(self) -> None:
         """Redraw what changed; nothing while a dialog covers the screen (dolphie)."""
@@ -209,7 +221,8 @@ class ConsoleApp(App):
         if dirty & METRIC_TOPICS:
             pane = self._q("#metrics", MetricsPane)
             if pane.display:
-                pane.render_store()
+                # Charts move only with new metrics; alerts and source errors need text only.
+                pane.render_store(charts=bool(dirty & {T_METRICS}))
             else:
                 self._dirty |= dirty & METRIC_TOPICS
 
@@ -287,7 +300,10 @@ class ConsoleApp(App):
             return
         try:
             events = await self.journal.events_after(self._last_event_id)
-            await self.journal.heartbeat()
+            self._polls += 1
+            if self._polls % 10 == 1:
+                # A write: every 10 s is enough to tell a live console from a dead one.
+                await self.journal.heartbeat()
         except Exception as exc:  # a locked or vanished journal must not take the UI down
             self.journal_error = str(exc)
             return
@@ -414,6 +430,79 @@ class ConsoleApp(App):
         # Shown only now that the journal has committed it.
         await self._reload_checklist()
 
+    # ------------------------------------------------------------------ remediation actions
+    @property
+    def remediation_registry(self):
+        if getattr(self, "_remediation_registry", None) is None:
+            from x402console.actions.registry import default_registry
+
+            self._remediation_registry = default_registry()
+        return self._remediation_registry
+
+    def _action_context(self):
+        from x402console.actions.base import ActionContext
+
+        inc = self.focused_incident()
+        runtime = self.drill_env.state.runtime_file if self.drill_env is not None else None
+        return ActionContext(settings=self.settings, journal=self.journal,
+                             incident_id=inc.id if inc else None,
+                             incident_security=bool(inc and inc.security),
+                             read_only=self.read_only, drill_runtime=runtime)
+
+    def _focused_pane(self) -> str:
+        for pane in PANES:
+            widget = self._q(f"#{pane}")
+            if self.focused is not None and (self.focused is widget or widget in self.focused.ancestors):
+                return pane
+        return "health"
+
+    def action_actions(self, pane: str | None = None) -> None:
+        pane = pane or self._focused_pane()
+        actions = [a for a in self.remediation_registry.for_pane(pane)]
+        if not actions:
+            panes = sorted({a.pane for a in self.remediation_registry.all()})
+            self.notify(f"no actions in the {pane} pane; the palette lists every pane's actions ({', '.join(panes)})")
+            return
+        selected = self._q("#health", HealthPane).selected_replica() if pane == "health" else None
+        from x402console.ui.screens.action_picker import ActionPicker
+
+        def picked(choice) -> None:
+            if choice:
+                action_id, params = choice
+                self.run_worker(self._start_action(action_id, params, selected), group="actions",
+                                exit_on_error=False)
+
+        self.push_screen(ActionPicker(f"{pane} actions", actions, selected or "chosen next"), picked)
+
+    async def _start_action(self, action_id: str, params: dict, selected: str | None) -> None:
+        from x402console.actions.base import ActionError
+        from x402console.ui.screens.action_dialog import ActionDialog
+
+        action = self.remediation_registry.get(action_id)
+        ctx = self._action_context()
+        try:
+            targets = await asyncio.to_thread(action.targets, ctx)
+        except Exception as exc:
+            self.notify(f"{action.title}: cannot list targets: {exc}", severity="error")
+            return
+        target = next((t for t in targets if t.name == selected), None)
+        if target is None and len(targets) == 1:
+            target = targets[0]
+        if target is None and targets:
+            from x402console.ui.screens.action_picker import TargetPicker
+
+            target = await self.push_screen_wait(TargetPicker(f"{action.title}: choose the target", targets))
+        if target is None:
+            if not targets:
+                self.notify(f"{action.title}: nothing to act on here", severity="warning")
+            return
+        try:
+            plan = await self.remediation_registry.prepare(action_id, ctx, target, params)
+        except ActionError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        await self.push_screen_wait(ActionDialog(self.remediation_registry, ctx, plan))
+
     def action_drill_status(self) -> None:
         if self.drill_env is None:
             self.notify("not a drill", severity="warning")
@@ -443,6 +532,9 @@ class ConsoleApp(App):
                 continue
             yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
                                 lambda action=action: self.run_action(action))
+        for pane in sorted({a.pane for a in self.remediation_registry.all()}):
+            yield SystemCommand(f"Actions: {pane}", f"Remediation actions of the {pane} pane",
+                                lambda pane=pane: self.action_actions(pane))
         # The panes' own commands too, run on their pane wherever the focus is.
         for pane_id, cls in (("logs", LogPane), ("metrics", MetricsPane), ("checklist", ChecklistPane)):
             for b in cls.BINDINGS:

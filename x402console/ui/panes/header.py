@@ -27,6 +27,7 @@ class HeaderBar(Static):
         self.drill = drill
         self.read_only = read_only
         self.stale_after = stale_after
+        self.fresh_within = max(2.0, stale_after / 2.5)
         self.incident = None
         self.open_count = 0
         self.freshness: dict[str, float] = {}
@@ -40,7 +41,11 @@ class HeaderBar(Static):
             self.freshness = freshness
         if failing is not None:
             self.failing = failing
-        self.update(self.build())
+        text = self.build()
+        # Repaint only when something visible changed: an idle console must not redraw.
+        if text.plain != getattr(self, "_shown", None):
+            self._shown = text.plain
+            self.update(text)
 
     def build(self) -> Text:
         line1 = Text()
@@ -71,7 +76,9 @@ class HeaderBar(Static):
         for name in sorted(self.freshness):
             age = self.freshness[name]
             stale = age > self.stale_after
-            line2.append(f"{name} {duration_h(age)}", style="bold red" if stale else "green")
+            # Below the stale limit the exact age changes every second and says nothing new.
+            shown = duration_h(age) if stale or age >= self.fresh_within else f"<{self.fresh_within:.0f}s"
+            line2.append(f"{name} {shown}", style="bold red" if stale else "green")
             line2.append(" STALE  " if stale else "  ", style="bold red" if stale else "")
         if self.failing:
             line2.append("  failing: " + ", ".join(self.failing[:4]), style="bold red")

@@ -36,6 +36,8 @@ class HealthPane(Vertical):
         super().__init__(**kw)
         self.store = store
         self.border_title = "1 Service health"
+        self._cells: dict[str, tuple] = {}
+        self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="health-table", cursor_type="row", zebra_stripes=True)
@@ -68,21 +70,33 @@ class HealthPane(Vertical):
         for key in [k.value for k in table.rows]:
             if key not in wanted:
                 table.remove_row(key)
+                self._cells.pop(key, None)
+        present = {k.value for k in table.rows}
         for name in names:
             row = self._row(name, by_name.get(name), targets, now)
-            if name in {k.value for k in table.rows}:
-                for col, cell in zip(COLUMNS, row):
-                    table.update_cell(name, col, cell, update_width=True)
+            if name in present:
+                old = self._cells.get(name, ())
+                for i, (col, cell) in enumerate(zip(COLUMNS, row)):
+                    # Only changed cells: each update_cell repaints, and an idle console
+                    # should not repaint a table whose values stand still.
+                    if i >= len(old) or str(old[i]) != str(cell):
+                        table.update_cell(name, col, cell, update_width=True)
             else:
                 table.add_row(*row, key=name)
-        self.query_one("#components", Static).update(self._components())
+            self._cells[name] = tuple(row)
+        self._set("#components", self._components())
         errors = [s for s in store.failing_sources()
                   if s.name.split(":")[0] in ("health", "docker", "process", "logs", "scrape", "prometheus", "nginx")]
         text = Text()
         for s in errors[:6]:
             retry = f" (retry in {s.retry_in:.0f}s)" if s.retry_in else ""
             text.append(f"⚠ {s.name}: {s.error}{retry}\n", style="red")
-        self.query_one("#health-errors", Static).update(text)
+        self._set("#health-errors", text)
+
+    def _set(self, selector: str, text: Text) -> None:
+        if self._texts.get(selector) != text.plain:
+            self._texts[selector] = text.plain
+            self.query_one(selector, Static).update(text)
 
     def _row(self, name: str, ident, targets, now: float) -> tuple:
         h = self.store.health.get(name)

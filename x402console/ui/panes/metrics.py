@@ -43,6 +43,7 @@ class MetricsPane(Vertical):
         self.settings = settings
         self.border_title = "2 Metrics"
         self.first_chart = 0  # index of the first chart shown when not all fit
+        self._texts: dict[str, str] = {}
         sev = settings.severity
         mem_limit = float(settings.prover.memory_limit_bytes or 0)
         self.thresholds = {
@@ -78,9 +79,16 @@ class MetricsPane(Vertical):
         rows = max(1, min(3, height // MIN_CHART_ROWS))
         return min(len(CHARTS), rows * 2)
 
-    def render_store(self) -> None:
-        self.query_one("#numbers", Static).update(self._numbers())
-        self.query_one("#alerts", Static).update(self._alerts())
+    def _set(self, selector: str, text: Text) -> None:
+        if self._texts.get(selector) != text.plain:
+            self._texts[selector] = text.plain
+            self.query_one(selector, Static).update(text)
+
+    def render_store(self, charts: bool = True) -> None:
+        self._set("#numbers", self._numbers())
+        self._set("#alerts", self._alerts())
+        if not charts:
+            return
         charts = self.query_one("#charts", Grid)
         if not charts.display:
             return
