@@ -35,3 +35,9 @@ def test_percent_and_rate():
     assert percent_h(None) == "–"
     assert rate_h(12.345) == "12.3/s"
     assert rate_h(250.2) == "250/s"
+
+
+def test_coarse_duration_drops_seconds_after_a_minute():
+    assert duration_h(45, coarse=True) == "45s"
+    assert duration_h(125, coarse=True) == "2m"
+    assert duration_h(7380, coarse=True) == "2h03m"

@@ -319,9 +319,11 @@ class _DeleteAction(DatabaseAction):
     danger = "destructive"
     changes_state = True
 
-    def __init__(self, pause_s: float = BATCH_PAUSE_S, batch_target_s: float = BATCH_TARGET_S) -> None:
+    def __init__(self, pause_s: float = BATCH_PAUSE_S, batch_target_s: float = BATCH_TARGET_S,
+                 pause_factor: float = 1.0) -> None:
         self.pause_s = pause_s
         self.batch_target_s = batch_target_s
+        self.pause_factor = pause_factor
 
     def condition(self, params: Mapping[str, Any]) -> tuple[str, tuple]:
         raise NotImplementedError
@@ -423,7 +425,7 @@ class _DeleteAction(DatabaseAction):
                 yield Progress(f"{deleted} rows deleted in {batches} batches (ids below {hi})", done)
                 width = next_width(width, took, self.batch_target_s, max_width)
                 if lo <= high:
-                    await asyncio.sleep(max(self.pause_s, min(took, 1.0)))
+                    await asyncio.sleep(max(self.pause_s, min(took * self.pause_factor, 1.0)))
         finally:
             con.close()
         seconds = time.monotonic() - started

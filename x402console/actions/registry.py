@@ -9,6 +9,7 @@ between leaves "started" (later "unknown") in the journal, never nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import inspect
 import pkgutil
@@ -40,6 +41,8 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 GUARDED_VERBS = ("restart", "recreate", "stop", "down", "kill", "scale", "remove")
 GUARDED_KINDS = ("replica", "service")
 EVIDENCE_PREFIX = "evidence."
+# Set in a plan's params by prepare() when the operator overrode the security guard.
+SECURITY_OVERRIDE = "security_override"
 # Modules of this package that hold machinery, not actions.
 _NOT_ACTION_MODULES = {"base", "registry"}
 
@@ -115,9 +118,11 @@ class Registry:
             # The read-only rule above trusted the class attribute; a plan must not disagree.
             raise ActionError(f"{action.id}: plan says changes_state={plan.changes_state}, action says {action.changes_state}")
         if override:
-            plan = plan.with_warning(
-                f"Security guard overridden: no evidence bundle is recorded for incident "
-                f"#{ctx.incident_id}; this override is written to the incident timeline."
+            plan = dataclasses.replace(
+                plan,
+                params={**plan.params, SECURITY_OVERRIDE: True},
+                warnings=(*plan.warnings, f"Security guard overridden: no evidence bundle is recorded for incident "
+                          f"#{ctx.incident_id}; this override is written to the incident timeline."),
             )
         return plan
 
@@ -220,7 +225,7 @@ class Registry:
             except JournalError as exc:
                 # Nothing runs that the journal cannot account for.
                 raise ActionError(f"{plan.title} was not run: the journal could not record its start ({exc})") from None
-            if plan.params.get("override") and ctx.incident_security:
+            if plan.params.get(SECURITY_OVERRIDE):
                 await ctx.journal.add_event(
                     "note",
                     f"Security guard overridden: {plan.action_id} on {plan.target.name} before evidence was preserved",

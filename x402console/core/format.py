@@ -14,15 +14,15 @@ def bytes_h(n: float | None) -> str:
     return f"{n:.1f}TiB"  # pragma: no cover
 
 
-def duration_h(seconds: float | None) -> str:
-    """3s, 4m05s, 2h03m, 3d04h."""
+def duration_h(seconds: float | None, coarse: bool = False) -> str:
+    """3s, 4m05s, 2h03m, 3d04h; coarse drops the seconds past the first minute (4m)."""
     if seconds is None or seconds != seconds:
         return "–"
     s = int(max(0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
+        return f"{s // 60}m" if coarse else f"{s // 60}m{s % 60:02d}s"
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"

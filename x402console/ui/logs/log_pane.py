@@ -52,6 +52,9 @@ _DIM = Style(dim=True)
 _ON = Style(bold=True, reverse=True)
 
 
+# Above this rate lines are drawn every frame; below it, on the app's refresh tick when shared.
+FAST_LINES_PER_SECOND = 20.0
+
 class LogStatus(Widget):
     """One line of counters; holds a prepared Text so rendering is free."""
 
@@ -187,6 +190,8 @@ class LogPane(Vertical):
         self._frame = 1.0 / (fps if fps and fps > 0 else MAX_FPS)
         self.dropped = 0
         self.rejected = 0
+        # Set by an app that calls flush_pending() on its own tick (see _schedule_flush).
+        self.shared_tick = False
         self.paused = False
         self._paused_baseline = 0
         self.regex = False
@@ -278,7 +283,16 @@ class LogPane(Vertical):
         if self._flush_pending or not self.is_mounted:
             return
         self._flush_pending = True
+        if self.shared_tick and self.meter.rate() < FAST_LINES_PER_SECOND:
+            # A slow stream is drawn on the app's own refresh tick, together with the other
+            # panes: one screen update a second instead of one per trickling line.
+            return
         self.set_timer(self._frame, self._flush)
+
+    def flush_pending(self) -> None:
+        """Draw what arrived since the last draw (the app calls this on its refresh tick)."""
+        if self._flush_pending:
+            self._flush()
 
     def _flush(self) -> None:
         self._flush_pending = False

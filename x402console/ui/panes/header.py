@@ -45,7 +45,7 @@ class HeaderBar(Static):
         # Repaint only when something visible changed: an idle console must not redraw.
         if text.plain != getattr(self, "_shown", None):
             self._shown = text.plain
-            self.update(text)
+            self.update(text, layout=False)  # fixed two rows: no relayout of the whole screen
 
     def build(self) -> Text:
         line1 = Text()

@@ -7,8 +7,11 @@ from urllib.parse import urlsplit
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
 
 from x402console.core.format import bytes_h, duration_h, percent_h
 from x402console.core.observations import ObservationStore
@@ -25,9 +28,76 @@ def _instance(url: str) -> str:
     return parts.netloc
 
 
+class ReplicaTable(Widget, can_focus=True):
+    """Rows of replica cells drawn as plain text with fixed columns.
+
+    A DataTable re-renders every cell through Rich on each change and was the costliest widget
+    of an idle console; this draws a handful of short lines, and only when a value changed.
+    """
+
+    DEFAULT_CSS = """
+    ReplicaTable { height: auto; }
+    """
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "Up", show=False, id="health.up", tooltip="Select the replica above"),
+        Binding("down,j", "move(1)", "Down", show=False, id="health.down", tooltip="Select the replica below"),
+    ]
+    cursor = reactive(0)
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.rows: list[tuple[str, tuple]] = []  # (replica name, cells)
+
+    def set_rows(self, rows: list[tuple[str, tuple]]) -> None:
+        if [(n, tuple(str(c) for c in cells)) for n, cells in rows] == \
+                [(n, tuple(str(c) for c in cells)) for n, cells in self.rows]:
+            return
+        grew = len(rows) != len(self.rows)
+        self.rows = rows
+        self.cursor = min(self.cursor, max(0, len(rows) - 1))
+        self.refresh(layout=grew)
+
+    def selected(self) -> str | None:
+        return self.rows[self.cursor][0] if self.rows else None
+
+    def action_move(self, delta: int) -> None:
+        if self.rows:
+            self.cursor = (self.cursor + delta) % len(self.rows)
+
+    def watch_cursor(self) -> None:
+        self.refresh()
+
+    def render(self) -> Text:
+        widths = [len(c) for c in COLUMN_LABELS]
+        for _, cells in self.rows:
+            widths = [max(w, len(str(c))) for w, c in zip(widths, cells)]
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for label, w in zip(COLUMN_LABELS, widths):
+            out.append(label.ljust(w + 2), style="bold")
+        for i, (_, cells) in enumerate(self.rows):
+            out.append("\n")
+            line = Text(no_wrap=True)
+            for cell, w in zip(cells, widths):
+                piece = cell if isinstance(cell, Text) else Text(str(cell))
+                line.append_text(piece)
+                line.append(" " * (w + 2 - len(piece.plain)))
+            if i == self.cursor and self.has_focus:
+                line.stylize("reverse")
+            elif i == self.cursor:
+                line.stylize("underline")
+            out.append_text(line)
+        return out
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
 class HealthPane(Vertical):
     DEFAULT_CSS = """
-    HealthPane DataTable { height: auto; max-height: 1fr; }
+    HealthPane ReplicaTable { height: auto; max-height: 1fr; padding: 0 1; }
     HealthPane #components { height: auto; padding: 0 1; }
     HealthPane #health-errors { height: auto; padding: 0 1; color: $error; }
     """
@@ -36,54 +106,27 @@ class HealthPane(Vertical):
         super().__init__(**kw)
         self.store = store
         self.border_title = "1 Service health"
-        self._cells: dict[str, tuple] = {}
         self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="health-table", cursor_type="row", zebra_stripes=True)
+        yield ReplicaTable(id="health-table")
         yield Static(id="components")
         yield Static(id="health-errors")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for c, label in zip(COLUMNS, COLUMN_LABELS):
-            table.add_column(label, key=c)
         self.render_store()
 
     def selected_replica(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except Exception:
-            return None
+        return self.query_one(ReplicaTable).selected()
 
     def render_store(self) -> None:
         store = self.store
-        table = self.query_one(DataTable)
         names = store.replica_names()
         targets = {t.instance: t for t in store.targets}
         by_name = {r.name: r for r in store.replicas}
         now = time.time()
-        wanted = set(names)
-        for key in [k.value for k in table.rows]:
-            if key not in wanted:
-                table.remove_row(key)
-                self._cells.pop(key, None)
-        present = {k.value for k in table.rows}
-        for name in names:
-            row = self._row(name, by_name.get(name), targets, now)
-            if name in present:
-                old = self._cells.get(name, ())
-                for i, (col, cell) in enumerate(zip(COLUMNS, row)):
-                    # Only changed cells: each update_cell repaints, and an idle console
-                    # should not repaint a table whose values stand still.
-                    if i >= len(old) or str(old[i]) != str(cell):
-                        table.update_cell(name, col, cell, update_width=True)
-            else:
-                table.add_row(*row, key=name)
-            self._cells[name] = tuple(row)
+        self.query_one(ReplicaTable).set_rows(
+            [(name, self._row(name, by_name.get(name), targets, now)) for name in names])
         self._set("#components", self._components())
         errors = [s for s in store.failing_sources()
                   if s.name.split(":")[0] in ("health", "docker", "process", "logs", "scrape", "prometheus", "nginx")]
@@ -115,7 +158,8 @@ class HealthPane(Vertical):
             health = Text(label[:28], style="bold red")
             latency = f"{h.latency_ms:.0f}ms" if h.latency_ms is not None else "–"
         restarts = str(rt.restart_count) if rt and rt.restart_count is not None else "–"
-        uptime = duration_h(now - rt.started_at) if rt and rt.started_at and rt.state == "running" else "–"
+        # Minutes once past the first minute: a per-second uptime repaints the table every second.
+        uptime = duration_h(now - rt.started_at, coarse=True) if rt and rt.started_at and rt.state == "running" else "–"
         cpu = percent_h(rt.cpu_percent) if rt else "–"
         if rt and rt.mem_used is not None:
             mem = Text(f"{percent_h(rt.mem_percent)} {bytes_h(rt.mem_used)}")
@@ -133,7 +177,7 @@ class HealthPane(Vertical):
     def _components(self) -> Text:
         text = Text()
         if not self.store.components:
-            return Text("components: waiting…", style="dim")
+            return Text("")  # no Prometheus, nginx or Docker in this set-up: nothing to show
         for name in sorted(self.store.components):
             c = self.store.components[name]
             text.append("● ", style="green" if c.ok else "bold red")

@@ -25,13 +25,14 @@ CHARTS = (
 )
 # A chart needs this many rows to show a plot area at all (title + 2 axis rows + plot).
 MIN_CHART_ROWS = 8
+CHART_MIN_INTERVAL = 1.9  # seconds between chart redraws
 
 
 class MetricsPane(Vertical):
     BINDINGS = [Binding("m", "next_charts", "More charts", id="metrics.next_charts",
                         tooltip="Show the next charts when not all of them fit")]
     DEFAULT_CSS = """
-    MetricsPane #numbers { height: auto; padding: 0 1; }
+    MetricsPane #numbers { height: 2; padding: 0 1; }
     MetricsPane #charts { grid-size: 2 1; grid-gutter: 0 1; height: 1fr; }
     MetricsPane #alerts { height: auto; max-height: 5; padding: 0 1; }
     MetricsPane PlotextPlot { height: 1fr; }
@@ -44,6 +45,7 @@ class MetricsPane(Vertical):
         self.border_title = "2 Metrics"
         self.first_chart = 0  # index of the first chart shown when not all fit
         self._texts: dict[str, str] = {}
+        self._charts_at = 0.0
         sev = settings.severity
         mem_limit = float(settings.prover.memory_limit_bytes or 0)
         self.thresholds = {
@@ -66,11 +68,13 @@ class MetricsPane(Vertical):
         self.render_store()
 
     def on_resize(self) -> None:
+        self._charts_at = 0.0
         self.render_store()
 
     def action_next_charts(self) -> None:
         shown = self._chart_slots()
         self.first_chart = (self.first_chart + shown) % len(CHARTS) if shown < len(CHARTS) else 0
+        self._charts_at = 0.0
         self.render_store()
 
     def _chart_slots(self) -> int:
@@ -81,14 +85,20 @@ class MetricsPane(Vertical):
 
     def _set(self, selector: str, text: Text) -> None:
         if self._texts.get(selector) != text.plain:
+            # #numbers has a fixed height: repainting it needs no relayout of the screen.
+            relayout = selector != "#numbers" or text.plain.count("\n") != self._texts.get(selector, "").count("\n")
             self._texts[selector] = text.plain
-            self.query_one(selector, Static).update(text)
+            self.query_one(selector, Static).update(text, layout=relayout)
 
     def render_store(self, charts: bool = True) -> None:
         self._set("#numbers", self._numbers())
         self._set("#alerts", self._alerts())
-        if not charts:
+        now_mono = time.monotonic()
+        # Charts span minutes: redrawing them every other second looks the same and halves
+        # the cost of the most expensive widgets on the screen.
+        if not charts or now_mono - self._charts_at < CHART_MIN_INTERVAL:
             return
+        self._charts_at = now_mono
         charts = self.query_one("#charts", Grid)
         if not charts.display:
             return
