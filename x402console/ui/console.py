@@ -209,7 +209,7 @@ class ConsoleApp(App):
 
     def _frame(self) -> None:
         """Redraw what changed; nothing while a dialog covers the screen (dolphie)."""
-        if self._main is None or len(self.screen_stack) > 1:
+        if self._main is None or not self._main.is_attached or len(self.screen_stack) > 1:
             return
         with self.batch_update():
             self._q("#logs", LogPane).flush_pending()
@@ -246,6 +246,8 @@ class ConsoleApp(App):
         return text
 
     def _header_tick(self) -> None:
+        if self._main is None or not self._main.is_attached:
+            return  # a timer firing while the app closes
         focus = self.focused_incident()
         open_count = sum(1 for i in self.incidents if i.is_open)
         failing = [s.name for s in self.store.failing_sources()]
