@@ -9,7 +9,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from x402console.core.format import bytes_h, percent_h, rate_h, seconds_h
 from x402console.core.observations import ObservationStore, Series
@@ -46,6 +45,8 @@ class MetricsPane(Vertical):
         self.first_chart = 0  # index of the first chart shown when not all fit
         self._texts: dict[str, str] = {}
         self._charts_at = 0.0
+        self._charts_mounted = False
+        self._charts_mounting = False
         sev = settings.severity
         mem_limit = float(settings.prover.memory_limit_bytes or 0)
         self.thresholds = {
@@ -59,12 +60,19 @@ class MetricsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="numbers")
-        with Grid(id="charts"):
-            for chart_id, _title, _s, _t in CHARTS:
-                yield PlotextPlot(id=chart_id)
+        # The chart widgets (and plotext, ~50 ms of imports) arrive after the first frame.
+        yield Grid(id="charts")
         yield Static(id="alerts")
 
     def on_mount(self) -> None:
+        self.render_store()
+
+    async def _mount_charts(self) -> None:
+        from textual_plotext import PlotextPlot
+
+        await self.query_one("#charts", Grid).mount(*[PlotextPlot(id=chart_id) for chart_id, *_ in CHARTS])
+        self._charts_mounted = True
+        self._charts_at = 0.0
         self.render_store()
 
     def on_resize(self) -> None:
@@ -102,13 +110,18 @@ class MetricsPane(Vertical):
         charts = self.query_one("#charts", Grid)
         if not charts.display:
             return
+        if not self._charts_mounted:
+            if not self._charts_mounting:
+                self._charts_mounting = True
+                self.call_after_refresh(self._mount_charts)
+            return
         slots = self._chart_slots()
         rows = max(1, (slots + 1) // 2)
         charts.styles.grid_size_rows = rows
         visible = {(self.first_chart + i) % len(CHARTS) for i in range(slots)}
         now = time.time()
         for index, (chart_id, title, names, thresholds) in enumerate(CHARTS):
-            widget = self.query_one(f"#{chart_id}", PlotextPlot)
+            widget = self.query_one(f"#{chart_id}")
             widget.display = index in visible
             if index in visible:
                 self._draw(widget, title, names, thresholds, now)
@@ -174,7 +187,7 @@ class MetricsPane(Vertical):
             text.append(f"{a.name}\n", style="yellow")
         return text
 
-    def _draw(self, widget: PlotextPlot, title: str, names: tuple[str, ...], thresholds: tuple[str, ...],
+    def _draw(self, widget, title: str, names: tuple[str, ...], thresholds: tuple[str, ...],
               now: float) -> None:
         plt = widget.plt
         plt.clear_data()
