@@ -870,10 +870,11 @@ class BackupNow(DatabaseAction):
         except ops.LockBudgetExceeded as exc:
             partial.unlink(missing_ok=True)
             r = exc.report
+            estimate = f"{exc.estimate_s:.2f}" if exc.estimate_s < 10 else f"{exc.estimate_s:.0f}"
             yield Outcome(
                 "failed",
                 f"no backup made: the prover writes too often for a copy in short steps (restarted {r.restarts} times), "
-                f"and a consistent copy in one step would block its writes for about {exc.estimate_s:.1f}s "
+                f"and a consistent copy in one step would block its writes for about {estimate}s "
                 f"(allowed {exc.budget_s:g}s). Enable WAL (db.enable_wal) and back up again without blocking, stop the "
                 f"provers first, or allow it with max_lock_seconds={max(1, round(exc.estimate_s * 1.5))}",
                 {"restarts": r.restarts, "estimated_lock_s": round(exc.estimate_s, 2), "max_lock_seconds": exc.budget_s,
