@@ -451,3 +451,11 @@ def test_import_pulls_in_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_dotted_binding_ids_in_the_keymap(tmp_path):
+    # TOML reads incident.declare = "x" as a nested table; both spellings mean the binding id.
+    path = tmp_path / "config.toml"
+    path.write_text('[keymap]\nincident.declare = "ctrl+d"\n"logs.pause" = "P"\n')
+    settings = load_config(path)
+    assert settings.keymap == {"incident.declare": "ctrl+d", "logs.pause": "P"}

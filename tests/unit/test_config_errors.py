@@ -90,7 +90,7 @@ CASES: list[tuple[str, str, int, str | None, str]] = [
     ("default-tiers-need-contacts", '[[contacts]]\nname = "on-call"\n', 1, "contacts",
      'the default escalation tiers page "backup", "team-lead"'),
     ("keymap-bad-id", '[keymap]\nquit = "q"\n"restart replica" = "r"\n', 3, 'keymap."restart replica"',
-     "must be an identifier"),
+     "must be identifiers joined by dots"),
     ("keymap-empty-key", '[keymap]\nquit = ""\n', 2, "keymap.quit", "must name at least one key"),
     ("keymap-empty-entry", '[keymap]\nquit = "q,,x"\n', 2, "keymap.quit", "no empty entry between commas"),
     ("keymap-not-string", "[keymap]\nquit = 5\n", 2, "keymap.quit", "not an integer"),

@@ -312,14 +312,29 @@ def _targets(raw: Any, ctx: Context) -> dict[str, Target]:
     return targets
 
 
+def _flatten_keymap(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Binding ids are dotted (incident.declare), and TOML reads `incident.declare = "x"` as a
+    nested table: walk it back into (path, value) pairs."""
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for name, value in table.items():
+        path = prefix + tuple(name.split("."))
+        if isinstance(value, dict):
+            out.extend(_flatten_keymap(value, path))
+        else:
+            out.append((path, value))
+    return out
+
+
 def _keymap(raw: Any) -> dict[str, str]:
     key: KeyPath = ("keymap",)
     table = _table(raw, key)
     owner: dict[str, str] = {}
-    for binding, value in table.items():
-        bkey = key + (binding,)
-        if not c._IDENTIFIER.fullmatch(binding):
-            raise Invalid(bkey, f"binding id {c.show(binding)} must be an identifier (letters, digits, _), e.g. restart_replica")
+    result: dict[str, str] = {}
+    for path, value in _flatten_keymap(table):
+        binding = ".".join(path)
+        bkey = key + path
+        if not all(c._IDENTIFIER.fullmatch(part) for part in path):
+            raise Invalid(bkey, f"binding id {c.show(binding)} must be identifiers joined by dots, e.g. incident.declare")
         if not isinstance(value, str):
             raise c.wrong_type(bkey, 'a string of key names, e.g. "r" or "ctrl+r,f5"', value)
         keys = [k.strip() for k in value.split(",")]
@@ -331,7 +346,8 @@ def _keymap(raw: Any) -> dict[str, str]:
             if k in owner and owner[k] != binding:
                 raise Invalid(bkey, f'key "{k}" is bound to both "{owner[k]}" and "{binding}"')
             owner[k] = binding
-    return dict(table)
+        result[binding] = value
+    return result
 
 
 def _wrapped(data: dict[str, Any], name: str) -> tuple[Any, bool]:

@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +23,7 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -53,6 +55,7 @@ PANES = ("health", "metrics", "logs", "checklist")
 DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
 # Below this size the panes are shown one at a time (keys 1-4 switch between them).
 COMPACT_WIDTH = 140
+HANGUP_GRACE_SECONDS = 6.0  # time for a normal exit before the watchdog ends the process
 COMPACT_HEIGHT = 40
 
 
@@ -116,7 +119,7 @@ class ConsoleApp(App):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self.exit)
+                loop.add_signal_handler(sig, self._terminal_gone)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
         if self.settings.keymap:
@@ -195,7 +198,10 @@ class ConsoleApp(App):
             if snap.records:
                 self.first_data_at.setdefault("logs", now)
                 self.store.fresh["logs"] = time.time()
-            self._q("#logs", LogPane).add_batch(snap)
+            try:
+                self._q("#logs", LogPane).add_batch(snap)
+            except NoMatches:
+                pass  # closing
             return
         topics = self.store.apply(snap)
         first = False
@@ -211,6 +217,12 @@ class ConsoleApp(App):
         """Redraw what changed; nothing while a dialog covers the screen (dolphie)."""
         if self._main is None or not self._main.is_attached or len(self.screen_stack) > 1:
             return
+        try:
+            self._frame_body()
+        except NoMatches:
+            pass  # the app is closing and its panes are being removed
+
+    def _frame_body(self) -> None:
         with self.batch_update():
             self._q("#logs", LogPane).flush_pending()
             self._header_tick()
@@ -248,6 +260,12 @@ class ConsoleApp(App):
     def _header_tick(self) -> None:
         if self._main is None or not self._main.is_attached:
             return  # a timer firing while the app closes
+        try:
+            self._header_body()
+        except NoMatches:
+            pass
+
+    def _header_body(self) -> None:
         focus = self.focused_incident()
         open_count = sum(1 for i in self.incidents if i.is_open)
         failing = [s.name for s in self.store.failing_sources()]
@@ -255,6 +273,24 @@ class ConsoleApp(App):
             failing.insert(0, "journal")
         self._q("#header", HeaderBar).show(incident=focus, open_count=open_count,
                                                   freshness=self.store.freshness(), failing=failing)
+
+    def _terminal_gone(self) -> None:
+        """Exit cleanly; if Textual's driver hangs on the dead terminal (its writer thread died
+        on EIO and close() waits for it), a watchdog ends the process after the drill is stopped.
+        Nothing is lost: every journal event was committed when it was shown."""
+        self.exit()
+
+        def watchdog() -> None:
+            if self.drill_env is not None:
+                try:
+                    self.drill_env.stop()
+                except Exception:
+                    pass
+            os._exit(0)
+
+        timer = threading.Timer(HANGUP_GRACE_SECONDS, watchdog)
+        timer.daemon = True
+        timer.start()
 
     def _check_terminal(self) -> None:
         # Over SSH the terminal can vanish without a signal reaching us (dolphie #101).
@@ -264,7 +300,7 @@ class ConsoleApp(App):
         except (ValueError, OSError):
             alive = False
         if not alive and not self.is_headless:
-            self.exit(return_code=0)
+            self._terminal_gone()
 
     async def on_unmount(self) -> None:
         self._main = None
@@ -298,7 +334,10 @@ class ConsoleApp(App):
         self._header_tick()
 
     async def _reload_checklist(self) -> None:
-        pane = self._q("#checklist", ChecklistPane)
+        try:
+            pane = self._q("#checklist", ChecklistPane)
+        except (NoMatches, RuntimeError):
+            return  # closing
         if self.journal is None or self.focus_incident_id is None:
             pane.show_state(None, {})
             return
@@ -349,7 +388,7 @@ class ConsoleApp(App):
         sections.append(("checklist pane", list(ChecklistPane.BINDINGS)))
         sections.append(("metrics pane", list(MetricsPane.BINDINGS)))
         path = str(self.settings.source or default_config_path())
-        self.push_screen(HelpScreen(sections, path))
+        self.push_screen(HelpScreen(sections, path, dict(self.settings.keymap)))
 
     def action_focus_pane(self, pane: str) -> None:
         if pane not in PANES:
@@ -543,7 +582,7 @@ class ConsoleApp(App):
             action = b.action
             if action in DRILL_ACTIONS and self.drill_env is None:
                 continue
-            yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
+            yield SystemCommand(f"{b.description} ({self._key_of(b)})", b.tooltip or b.description,
                                 lambda action=action: self.run_action(action))
         for pane in sorted({a.pane for a in self.remediation_registry.all()}):
             yield SystemCommand(f"Actions: {pane}", f"Remediation actions of the {pane} pane",
@@ -553,8 +592,12 @@ class ConsoleApp(App):
             for b in cls.BINDINGS:
                 if not isinstance(b, Binding) or b.action.startswith("leave"):
                     continue
-                yield SystemCommand(f"{pane_id}: {b.description} ({b.key})", b.tooltip or b.description,
+                yield SystemCommand(f"{pane_id}: {b.description} ({self._key_of(b)})", b.tooltip or b.description,
                                     lambda p=pane_id, a=b.action: self._run_pane_action(p, a))
+
+    def _key_of(self, binding: Binding) -> str:
+        """The key as the operator's keymap has it, not the default."""
+        return self.settings.keymap.get(binding.id or "", binding.key)
 
     def _run_pane_action(self, pane_id: str, action: str) -> None:
         widget = self._q(f"#{pane_id}")

@@ -27,7 +27,7 @@ MIN_CHART_ROWS = 8
 CHART_MIN_INTERVAL = 1.9  # seconds between chart redraws
 
 
-class MetricsPane(Vertical):
+class MetricsPane(Vertical, can_focus=True):
     BINDINGS = [Binding("m", "next_charts", "More charts", id="metrics.next_charts",
                         tooltip="Show the next charts when not all of them fit")]
     DEFAULT_CSS = """
@@ -204,10 +204,13 @@ class MetricsPane(Vertical):
         drawn = False
         top = 0.0
         for label, s, scale in series:
-            if not s.points:
+            # A series that went quiet (a replica gone for longer than the window) keeps old
+            # points the store never trims; plotext fails on a labelled series with none inside.
+            points = [(t, v) for t, v in s.points if t >= now - window]
+            if not points:
                 continue
-            xs = [t - now for t, _ in s.points]
-            ys = [v * scale for _, v in s.points]
+            xs = [t - now for t, _ in points]
+            ys = [v * scale for _, v in points]
             top = max(top, max(ys))
             plt.plot(xs, ys, label=label if len(series) > 1 else None, marker="braille")
             drawn = True
