@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -294,10 +295,17 @@ class ConsoleApp(App):
 
     def _check_terminal(self) -> None:
         # Over SSH the terminal can vanish without a signal reaching us (dolphie #101).
-        # Textual draws on stderr and reads keys from stdin: both must still be a terminal.
+        # Textual draws on stderr and reads keys from stdin: both must still be a terminal. A
+        # hung-up terminal is still "a tty" to isatty(); asking it for its attributes fails
+        # with EIO once the other side is gone (an SSH drop with no SIGHUP reaching us).
         try:
-            alive = all(f is not None and os.isatty(f.fileno()) for f in (sys.__stdin__, sys.__stderr__))
-        except (ValueError, OSError):
+            alive = True
+            for f in (sys.__stdin__, sys.__stderr__):
+                if f is None or not os.isatty(f.fileno()):
+                    alive = False
+                    break
+                termios.tcgetattr(f.fileno())
+        except (ValueError, OSError, termios.error):
             alive = False
         if not alive and not self.is_headless:
             self._terminal_gone()
