@@ -194,7 +194,10 @@ async def test_read_only_refuses_declare_and_tick(tmp_path: Path) -> None:
     app = ConsoleApp(settings, read_only=True, observe=False)
     async with running(app) as pilot:
         await journal_ready(pilot, app)
-        assert " RO " in screen_text(app).splitlines()[0]
+        # The header may be drawn before it knows its width (cut to 20 columns until the next
+        # tick), so wait for the full line rather than read the first frame.
+        header = (await on_screen(pilot, app, " RO ")).splitlines()[0]
+        assert " RO " in header
         await pilot.press("D")
         await on_screen(pilot, app, "read-only")
         assert len(app.screen_stack) == 1, "no declare dialog in read-only mode"

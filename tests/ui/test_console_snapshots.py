@@ -73,21 +73,10 @@ def screen_text(app: App) -> str:
 
 @asynccontextmanager
 async def running(app: App, size: tuple[int, int] = (160, 45)) -> AsyncIterator[Pilot]:
-    """`app.run_test(size=...)`, leaving without the shutdown race reported for the console.
-
-    WORKAROUND, to be removed when the console is fixed: ConsoleApp's interval timers
-    (_header_tick, _frame, _poll_journal) query the main screen while Textual's shutdown has
-    already removed its widgets, so a tick in that window ends the app with NoMatches (~3% of
-    runs). test_console_behaviour::test_quitting_never_trips_over_removed_panes shows the bug;
-    every other test stops the app's timers before leaving so it fails only for what it tests.
-    """
-    # Notifications on: the console's refusals and errors are toasts, and tests read them.
+    """`app.run_test(size=...)` with notifications on: the console's refusals and errors are
+    toasts, and tests read them from the screen."""
     async with app.run_test(size=size, notifications=True) as pilot:
-        try:
-            yield pilot
-        finally:
-            for timer in list(app._timers):
-                timer.stop()
+        yield pilot
 
 
 # ------------------------------------------------------------------ fixed data

@@ -29,6 +29,7 @@ MAX_CONNECTIONS = 4096
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+LINGER_SECONDS = 0.5  # Go's rstAvoidanceDelay
 _REASONS = {413: "Request Entity Too Large", 431: "Request Header Fields Too Large"}
 
 
@@ -217,6 +218,7 @@ class HttpServer:
                 request = await self._read_request(first_byte, reader, writer, peer_host, peer_port)
             except _BadRequest as bad:
                 await self._send_raw_error(writer, bad.status, bad.text)
+                await self._linger(reader, writer)
                 return
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
@@ -225,6 +227,20 @@ class HttpServer:
             await self._send(writer, request, response, keep_alive)
             if not keep_alive:
                 return
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Close the way Go's server does after an error (closeWriteAndWait): half-close, then
+        read and drop what the client is still sending for a moment, so closing with unread
+        input does not reset the connection before the client has read the error."""
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+        deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+        with contextlib.suppress(Exception):
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0 or not await asyncio.wait_for(reader.read(65536), left):
+                    return
 
     async def _read_request(
         self,
