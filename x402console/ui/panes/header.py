@@ -86,7 +86,8 @@ class HeaderBar(Static):
         for line in (line1, line2):
             line.no_wrap = True
             line.overflow = "ellipsis"
-            line.truncate(max(20, self.size.width - 2), overflow="ellipsis")
+            if self.size.width > 2:  # before the first layout the width is 0: let Rich crop
+                line.truncate(self.size.width - 2, overflow="ellipsis")
         return Text("\n").join([line1, line2])
 
 
