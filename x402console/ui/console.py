@@ -90,6 +90,8 @@ class ConsoleApp(App):
         self.first_data_at: dict[str, float] = {}
         self.started_at = time.monotonic()
         self._main: Screen | None = None
+        self._exiting = False  # a normal exit is under way: the output watch stands down
+        self._closed_once = False
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -132,6 +134,7 @@ class ConsoleApp(App):
         self._q("#logs", LogPane).shared_tick = True
         self.set_interval(max(0.25, self.settings.ui.refresh_seconds), self._frame)
         self.set_interval(5.0, self._check_terminal)
+        self._start_output_watch()
         self._header_tick()
         # Sources and the journal start after the first frame is on screen: their imports and
         # connections would otherwise delay it.
@@ -275,21 +278,40 @@ class ConsoleApp(App):
         self._q("#header", HeaderBar).show(incident=focus, open_count=open_count,
                                                   freshness=self.store.freshness(), failing=failing)
 
+    def _start_output_watch(self) -> None:
+        """A thread that does not need the event loop: when the terminal vanishes without a
+        SIGHUP, Textual's writer thread dies on EIO and the loop then blocks on the writer's
+        full queue, so no timer of ours would ever run again. Seeing the writer dead is enough."""
+        writer = getattr(getattr(self, "_driver", None), "_writer_thread", None)
+        if writer is None or self.is_headless:
+            return
+
+        def watch() -> None:
+            while self._main is not None or not self._closed_once:
+                if not writer.is_alive() and not self._exiting:
+                    self._force_exit()
+                    return
+                time.sleep(1.0)
+
+        threading.Thread(target=watch, name="x402-output-watch", daemon=True).start()
+
+    def _force_exit(self) -> None:
+        """Last resort when the UI can no longer run: stop the drill, leave. Journal events were
+        committed when shown, so nothing is lost."""
+        if self.drill_env is not None:
+            try:
+                self.drill_env.stop()
+            except Exception:
+                pass
+        os._exit(0)
+
     def _terminal_gone(self) -> None:
         """Exit cleanly; if Textual's driver hangs on the dead terminal (its writer thread died
         on EIO and close() waits for it), a watchdog ends the process after the drill is stopped.
         Nothing is lost: every journal event was committed when it was shown."""
         self.exit()
 
-        def watchdog() -> None:
-            if self.drill_env is not None:
-                try:
-                    self.drill_env.stop()
-                except Exception:
-                    pass
-            os._exit(0)
-
-        timer = threading.Timer(HANGUP_GRACE_SECONDS, watchdog)
+        timer = threading.Timer(HANGUP_GRACE_SECONDS, self._force_exit)
         timer.daemon = True
         timer.start()
 
@@ -311,6 +333,8 @@ class ConsoleApp(App):
             self._terminal_gone()
 
     async def on_unmount(self) -> None:
+        self._exiting = True
+        self._closed_once = True
         self._main = None
         if self.observatory is not None:
             await self.observatory.stop()
