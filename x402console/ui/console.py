@@ -91,7 +91,6 @@ class ConsoleApp(App):
         self.started_at = time.monotonic()
         self._main: Screen | None = None
         self._exiting = False  # a normal exit is under way: the output watch stands down
-        self._closed_once = False
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -287,8 +286,8 @@ class ConsoleApp(App):
             return
 
         def watch() -> None:
-            while self._main is not None or not self._closed_once:
-                if not writer.is_alive() and not self._exiting:
+            while not self._exiting:
+                if not writer.is_alive():
                     self._force_exit()
                     return
                 time.sleep(1.0)
@@ -334,7 +333,6 @@ class ConsoleApp(App):
 
     async def on_unmount(self) -> None:
         self._exiting = True
-        self._closed_once = True
         self._main = None
         if self.observatory is not None:
             await self.observatory.stop()
@@ -652,11 +650,3 @@ def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None
     app.run()
     return app.return_code or 0
 
-
-async def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
