@@ -227,7 +227,9 @@ class ConsoleApp(App):
 
     def _frame_body(self) -> None:
         with self.batch_update():
-            self._q("#logs", LogPane).flush_pending()
+            logs = self._q("#logs", LogPane)
+            logs.flush_pending()
+            logs.frame_tick()
             self._header_tick()
             if self._dirty:
                 self._redraw_panes()

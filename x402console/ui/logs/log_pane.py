@@ -232,6 +232,11 @@ class LogPane(Vertical):
         self._flush()
 
     def _tick(self) -> None:
+        if self.shared_tick:
+            return  # the app's refresh tick calls frame_tick() inside its one screen update
+        self.frame_tick()
+
+    def frame_tick(self) -> None:
         # lines/s decays to 0 when the source goes quiet, and a pane that was hidden or under
         # a dialog while lines arrived catches up: nothing else would redraw either.
         if self._stale:
@@ -360,6 +365,11 @@ class LogPane(Vertical):
         """Counters change every frame under load but are read a few times a second; drawing
         the status line costs about as much as the changed log lines, so it is throttled
         (with a trailing update, so the last numbers are always shown)."""
+        if self.shared_tick and self.meter.rate() < FAST_LINES_PER_SECOND:
+            # A slow stream is drawn on the app's tick, at most once a second already: a
+            # trailing timer here would add a second screen update every second.
+            self._update_status()
+            return
         wait = self._status_at + STATUS_INTERVAL - time.monotonic()
         if wait <= 0:
             self._update_status()

@@ -24,7 +24,8 @@ CHARTS = (
 )
 # A chart needs this many rows to show a plot area at all (title + 2 axis rows + plot).
 MIN_CHART_ROWS = 8
-CHART_MIN_INTERVAL = 1.9  # seconds between chart redraws
+CHART_MIN_INTERVAL = 1.9  # seconds between chart redraws, at least
+CHART_MAX_INTERVAL = 10.0
 
 
 class MetricsPane(Vertical, can_focus=True):
@@ -102,9 +103,9 @@ class MetricsPane(Vertical, can_focus=True):
         self._set("#numbers", self._numbers())
         self._set("#alerts", self._alerts())
         now_mono = time.monotonic()
-        # Charts span minutes: redrawing them every other second looks the same and halves
-        # the cost of the most expensive widgets on the screen.
-        if not charts or now_mono - self._charts_at < CHART_MIN_INTERVAL:
+        # Charts span minutes and are the most expensive widgets on the screen: a braille dot
+        # covers window/(2*width) seconds, so redrawing sooner than that moves nothing.
+        if not charts or now_mono - self._charts_at < self._chart_interval():
             return
         self._charts_at = now_mono
         charts = self.query_one("#charts", Grid)
@@ -129,6 +130,11 @@ class MetricsPane(Vertical, can_focus=True):
             self.border_subtitle = f"charts {len(visible)}/{len(CHARTS)} · m: more"
         else:
             self.border_subtitle = ""
+
+    def _chart_interval(self) -> float:
+        width = max(10, self.query_one("#charts", Grid).size.width // 2)
+        dot = self.store.window / (2 * width)
+        return min(CHART_MAX_INTERVAL, max(CHART_MIN_INTERVAL, dot))
 
     def numbers_text(self) -> Text:
         return self._numbers()
