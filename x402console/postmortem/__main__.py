@@ -1,0 +1,3 @@
+from x402console.postmortem.cli import main
+
+raise SystemExit(main())
