@@ -620,14 +620,22 @@ def _recreate_steps(host: DockerHost, r: _Replica, timeout: float) -> list[PlanS
     ]
 
 
+def with_env(env: Sequence[str], overrides: Mapping[str, str]) -> list[str]:
+    """A container's Env list (KEY=value items) with `overrides` replacing or added."""
+    out = [e for e in env if str(e).split("=", 1)[0] not in overrides]
+    return out + [f"{k}={v}" for k, v in overrides.items()]
+
+
 async def _recreate_one(ctx: ActionContext, plan: Plan, client: Any, ref: Mapping[str, Any],
-                        done: list[str], timeout: float) -> AsyncIterator[Progress]:
+                        done: list[str], timeout: float,
+                        env_overrides: Mapping[str, str] | None = None) -> AsyncIterator[Progress]:
     old = await asyncio.to_thread(_container, client, ref)
     attrs = old.attrs
     name = old.name
     labels = dict((attrs.get("Config") or {}).get("Labels") or {})
     labels[LABEL_REPLACE] = old.id
-    body, later = _create_body(attrs, labels=labels)
+    env = with_env((attrs.get("Config") or {}).get("Env") or [], env_overrides) if env_overrides else None
+    body, later = _create_body(attrs, labels=labels, env=env)
     tmp = f"{old.id[:12]}_{name}"
     yield Progress(f"creating {tmp} with the configuration of {name}")
     try:

@@ -232,6 +232,8 @@ def _resolve(replica: Replica, records: Mapping[str, Mapping[str, Any]]) -> _Pro
     cwd = record.get("cwd") if isinstance(record.get("cwd"), str) else None
     env = None
     source = "runtime.json" if argv else ""
+    if argv is not None:
+        env = recorded_env(record)
     if argv is None and pid is not None:
         argv, cwd, env = _proc_cmdline(pid)
         source = f"/proc/{pid}/cmdline" if argv else ""
@@ -252,6 +254,22 @@ def _resolve(replica: Replica, records: Mapping[str, Mapping[str, Any]]) -> _Pro
         source=source,
         record=record,
     )
+
+
+def recorded_env(record: Mapping[str, Any]) -> dict[str, str] | None:
+    """The console's environment plus the variables an action set for this replica (the runtime
+    record's "env"), or None (the console's environment) when none were set."""
+    extra = record.get("env")
+    if not isinstance(extra, dict) or not extra:
+        return None
+    return {**os.environ, **{str(k): str(v) for k, v in extra.items()}}
+
+
+def with_env(p: _Proc, overrides: Mapping[str, str]) -> None:
+    """Start `p` with `overrides` set on top of its environment, and keep them in its runtime
+    record so that a later restart starts it the same way."""
+    p.env = {**(p.env if p.env is not None else os.environ), **overrides}
+    p.record = {**p.record, "env": {**(p.record.get("env") or {}), **overrides}}
 
 
 def _process_replicas(settings: Settings) -> list[Replica]:
@@ -545,8 +563,10 @@ class _ProcessAction(Action):
 
 
 async def _restart_one(ctx: ActionContext, plan: Plan, ref: Mapping[str, Any], done: list[str],
-                       timeout: float) -> AsyncIterator[Progress]:
+                       timeout: float, env_overrides: Mapping[str, str] | None = None) -> AsyncIterator[Progress]:
     p = await asyncio.to_thread(_current, ctx, ref)
+    if env_overrides:
+        with_env(p, env_overrides)
     runtime = _runtime_path(ctx)
     if p.pid is not None:
         yield Progress(f"stopping {p.name} (SIGTERM to pid {p.pid})")
