@@ -241,7 +241,10 @@ class DrillEnvironment:
         return [
             "--host", "127.0.0.1", "--port", str(port), "--name", name,
             "--state-dir", str(self.state.root),
-            "--control-port", str(control_port), "--control-token", self.control_token,
+            "--control-port", str(control_port),
+            # One argument: a token_urlsafe token may start with "-", which argparse would
+            # take for an option and refuse.
+            f"--control-token={self.control_token}",
             *self._service_args(first),
         ]
 

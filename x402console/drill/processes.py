@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -56,9 +56,13 @@ class ProcessRecord:
     start_time: int | None
     argv: list[str]
     log_path: str
+    # Keys other writers (the console's actions: "env", "cwd" of a tuned replica) put in the
+    # record; kept verbatim so the drill's next save of runtime.json does not drop them.
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
+            **self.extra,
             "name": self.name,
             "pid": self.pid,
             "start_time": self.start_time,
@@ -68,7 +72,9 @@ class ProcessRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProcessRecord":
-        return cls(d["name"], int(d["pid"]), d.get("start_time"), list(d.get("argv", [])), d.get("log_path", ""))
+        known = {"name", "pid", "start_time", "argv", "log_path"}
+        return cls(d["name"], int(d["pid"]), d.get("start_time"), list(d.get("argv", [])), d.get("log_path", ""),
+                   {k: v for k, v in d.items() if k not in known})
 
 
 class ManagedProcess:
