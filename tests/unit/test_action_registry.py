@@ -225,13 +225,15 @@ async def test_one_running_action_per_target() -> None:
     await asyncio.wait_for(first_progress.wait(), 5)
     assert reg.running() == {("replica", "prover-1"): "fake.write"}
     with pytest.raises(Refused, match="fake.write is already running on prover-1"):
-        await reg.prepare("fake.read", ctx(), REPLICA)
+        await reg.prepare("fake.write", ctx(), REPLICA)
     with pytest.raises(Refused, match="already running"):
         await reg.execute(plan, ctx())
+    # reading is never exclusive: a probe does not wait for a restart (nor the reverse)
+    assert await reg.prepare("fake.read", ctx(), REPLICA)
     # another target is free; identity ignores `detail`
-    assert await reg.prepare("fake.read", ctx(), OTHER)
+    assert await reg.prepare("fake.write", ctx(), OTHER)
     with pytest.raises(Refused):
-        await reg.prepare("fake.read", ctx(), Target("replica", "prover-1", {"container_id": "other"}))
+        await reg.prepare("fake.write", ctx(), Target("replica", "prover-1", {"container_id": "other"}))
     gate.set()
     outcome = await asyncio.wait_for(task, 5)
     assert outcome.status == "succeeded"

@@ -31,11 +31,11 @@ from x402console.actions.base import (
     Action,
     ActionContext,
     ActionError,
+    NeedsConfirmation,  # re-exported: a risky block needs the address typed as `confirm`
     Outcome,
     Plan,
     PlanStep,
     Progress,
-    Refused,
     Target,
 )
 
@@ -50,14 +50,6 @@ METRICS_TIMEOUT_S = 3.0
 SPOOFING_NOTE = ("The provers take the client IP from X-Forwarded-For (gin trusts every proxy, reference 1.4): "
                  "behind nginx that is the real peer (nginx sets it to $remote_addr), but a client reaching a prover "
                  "directly can put any address there, and an nginx block does not stop it.")
-
-
-class NeedsConfirmation(Refused):
-    """The block is risky: the operator must type `confirm_text` as the `confirm` parameter."""
-
-    def __init__(self, message: str, confirm_text: str) -> None:
-        super().__init__(message)
-        self.confirm_text = confirm_text
 
 
 # --------------------------------------------------------------------------- parameters

@@ -38,6 +38,17 @@ class Refused(ActionError):
     precondition such as running writers). The registry records refusals in the journal."""
 
 
+class NeedsConfirmation(Refused):
+    """Refused unless the operator types `confirm_text` into the parameter `param`: a risky
+    block (loopback, one's own address) or the security guard's override. The UI asks for the
+    text and prepares the action again with it."""
+
+    def __init__(self, message: str, confirm_text: str, param: str = "confirm") -> None:
+        super().__init__(message)
+        self.confirm_text = confirm_text
+        self.param = param
+
+
 @dataclass(frozen=True)
 class Target:
     """What an action works on. Identity is (kind, name); `detail` only helps reach it."""

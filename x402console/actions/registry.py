@@ -27,6 +27,7 @@ from x402console.actions.base import (
     Outcome,
     Plan,
     Progress,
+    NeedsConfirmation,
     Refused,
     Target,
 )
@@ -143,10 +144,11 @@ class Registry:
         override = params.get("override")
         where = f"security incident #{ctx.incident_id}" if ctx.incident_id is not None else "a security incident"
         if override in (None, False, ""):
-            raise Refused(
+            raise NeedsConfirmation(
                 f"{where}: {action.title} on {target.name} is refused until evidence is preserved "
                 f"(runbook: DO NOT restart services immediately). Collect the evidence bundle first, "
-                f"or override by typing the target's name ({target.name})."
+                f"or override by typing the target's name ({target.name}).",
+                target.name, param="override",
             )
         if override != target.name:
             raise Refused(f"{where}: the override needs the target's name typed exactly: {target.name!r}")
@@ -167,6 +169,10 @@ class Registry:
         )
 
     def _check_free(self, action: Action, target: Target) -> None:
+        # Only changes are exclusive: a health probe or a memory trend must not hold up a
+        # restart (nor the other way round), and looking twice at once harms nothing.
+        if not action.changes_state:
+            return
         running = self._running.get(target.key)
         if running is not None:
             raise Refused(f"{running} is already running on {target.name}; wait for it to finish (or cancel it)")
@@ -209,6 +215,8 @@ class Registry:
         except Refused as exc:
             await self._record_refusal(action, ctx, target, str(exc))
             raise
+        if not plan.changes_state:
+            return await self._execute_claimed(action, plan, ctx, on_progress)
         self._running[target.key] = action.id
         try:
             return await self._execute_claimed(action, plan, ctx, on_progress)

@@ -497,6 +497,53 @@ class Journal:
 
         return await self._write(body)
 
+    async def set_security(self, incident_id: int, security: bool, actor: ActorLike, reason: str) -> Incident:
+        """Mark or unmark the incident as a security incident (the runbook's evidence rules)."""
+        reason = _text("reason", reason)
+        who = _who(actor)
+        security = bool(security)
+
+        async def body(conn: aiosqlite.Connection, now: datetime) -> Incident:
+            row = await self._incident_row(conn, incident_id)
+            if bool(row["security"]) == security:
+                raise InvalidTransition(
+                    f"incident #{incident_id} is {'already' if security else 'not'} marked as a security incident"
+                )
+            await conn.execute("UPDATE incidents SET security = ? WHERE id = ?", (int(security), incident_id))
+            verb = "marked as a security incident" if security else "no longer a security incident"
+            await self._insert_event(
+                conn, now, "status_changed", f"Incident #{incident_id} {verb}: {reason}", who, incident_id,
+                _json("details", {"security": security, "reason": reason}),
+            )
+            return _incident(await self._incident_row(conn, incident_id))
+
+        return await self._write(body)
+
+    async def set_runbook_incident(self, incident_id: int, runbook_incident: int | None, actor: ActorLike,
+                                   reason: str) -> Incident:
+        """Which of the runbook's incidents this is (from the matcher or the operator)."""
+        if runbook_incident is not None and (
+            not isinstance(runbook_incident, int) or isinstance(runbook_incident, bool) or runbook_incident < 1
+        ):
+            raise InvalidValue(f"runbook incident must be a positive integer or None, got {runbook_incident!r}")
+        reason = _text("reason", reason)
+        who = _who(actor)
+
+        async def body(conn: aiosqlite.Connection, now: datetime) -> Incident:
+            row = await self._incident_row(conn, incident_id)
+            old = row["runbook_incident"]
+            if old == runbook_incident:
+                raise InvalidTransition(f"incident #{incident_id} is already runbook incident {old}")
+            await conn.execute("UPDATE incidents SET runbook_incident = ? WHERE id = ?", (runbook_incident, incident_id))
+            await self._insert_event(
+                conn, now, "status_changed",
+                f"Incident #{incident_id} matched to runbook incident {runbook_incident}: {reason}", who, incident_id,
+                _json("details", {"runbook_incident": {"from": old, "to": runbook_incident}, "reason": reason}),
+            )
+            return _incident(await self._incident_row(conn, incident_id))
+
+        return await self._write(body)
+
     async def incident(self, incident_id: int) -> Incident:
         if not isinstance(incident_id, int) or isinstance(incident_id, bool):
             raise InvalidValue(f"incident id must be an integer, got {incident_id!r}")
@@ -540,6 +587,47 @@ class Journal:
             return await self._insert_event(conn, now, kind, summary, who, incident_id, details_json, seq)
 
         return await self._write(body)
+
+    async def add_event_once(
+        self,
+        kind: str,
+        key: str,
+        summary: str,
+        actor: ActorLike,
+        incident_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> TimelineEvent | None:
+        """An event unless one of this kind with this details.key is already recorded (for the
+        incident, or environment-wide when None). The check and the insert are one write
+        transaction, so two consoles seeing the same escalation step or the same replica going
+        down at the same instant record it once. None: it was already there."""
+        if kind not in ("observation", "escalation", "system"):
+            raise InvalidValue(f"add_event_once records observations, escalations or system events, not {kind!r}")
+        key = _text("key", key)
+        summary = _text("summary", summary)
+        who = _who(actor)
+        details_json = _json("details", {**(details or {}), "key": key})
+        seq = self._next_seq()
+
+        async def body(conn: aiosqlite.Connection, now: datetime) -> TimelineEvent | None:
+            if incident_id is not None:
+                await self._incident_row(conn, incident_id)
+            found = await self._one(
+                conn,
+                "SELECT 1 FROM timeline_events WHERE incident_id IS ? AND kind = ?"
+                " AND json_extract(details, '$.key') = ? AND NOT (origin = ? AND origin_seq = ?)",
+                (incident_id, kind, key, self.origin, seq),
+            )
+            if found is not None:
+                return None
+            return await self._insert_event(conn, now, kind, summary, who, incident_id, details_json, seq)
+
+        return await self._write(body)
+
+    async def record_escalation(
+        self, key: str, summary: str, actor: ActorLike, incident_id: int, details: Mapping[str, Any] | None = None
+    ) -> TimelineEvent | None:
+        return await self.add_event_once("escalation", key, summary, actor, incident_id, details)
 
     def _kinds(self, kinds: Iterable[str] | None) -> tuple[str, ...] | None:
         if kinds is None:
