@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"x402console {__version__}")
     parser.add_argument("--config", type=Path, help="configuration file (default: $XDG_CONFIG_HOME/x402console/config.toml)")
     parser.add_argument("--read-only", action="store_true", help="refuse every action that changes anything")
+    parser.add_argument("--role", choices=("commander", "scribe", "observer"), default=None,
+                        help="your role on the shared journal: commander (everything), scribe (notes, checklist,"
+                             " timeline; no remediation that changes the system), observer (read-only);"
+                             " default commander, observer with --read-only")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="open the console on the configured environment (the default)")
     drill = sub.add_parser("drill", help="start a simulated x402 system and open the console on it")
@@ -53,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("traffic", help="generate proof requests against loopback targets", add_help=False)
     cfg = sub.add_parser("config", help="check a configuration file, or print the default path")
     cfg.add_argument("action", choices=("check", "path"))
+    from x402console.postmortem.cli import add_parser as add_postmortem_parser
+
+    add_postmortem_parser(sub)
+    from x402console.status.cli import add_parser as add_status_parser
+
+    add_status_parser(sub)
     return parser
 
 
@@ -67,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         return _run_drill(args)
     if args.command == "config":
         return _run_config(args)
+    if args.command == "status":
+        from x402console.status.cli import run_status
+
+        return run_status(args)
+    if args.command == "postmortem":
+        from x402console.postmortem.cli import run_postmortem
+
+        return run_postmortem(args)
     return _run_console(args)
 
 
@@ -124,7 +142,7 @@ def _run_console(args: argparse.Namespace) -> int:
     configure_frame_rate(settings)
     from x402console.ui.app import run_console
 
-    return run_console(settings, read_only=args.read_only)
+    return run_console(settings, read_only=args.read_only, role=args.role)
 
 
 def _drill_options(args: argparse.Namespace):
@@ -183,7 +201,7 @@ def _run_drill(args: argparse.Namespace) -> int:
         # From here the app handles SIGTERM/SIGHUP itself (a clean exit, then env.stop()).
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        return run_drill_screen(env, read_only=args.read_only)
+        return run_drill_screen(env, read_only=args.read_only, role=args.role)
     except SystemExit:
         return 0
     finally:

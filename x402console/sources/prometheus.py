@@ -222,7 +222,7 @@ class PrometheusSource:
         return obj, fetched.status_code
 
     async def query(self, client: httpx.AsyncClient, expr: str, at: float | None = None) -> QueryResult:
-        data = {"query": expr, "timeout": f"{self.timeout:g}s"}
+        data = {"query": expr, "timeout": f"{max(1, round(self.timeout * 1000))}ms"}
         if at is not None:
             data["time"] = f"{at:.3f}"
         obj, code = await self._call(client, "POST", "/api/v1/query", data)
@@ -239,7 +239,7 @@ class PrometheusSource:
                 return await self.range_query(expr, start, end, step, client=own)
         data = {
             "query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}",
-            "timeout": f"{self.timeout:g}s",
+            "timeout": f"{max(1, round(self.timeout * 1000))}ms",
         }
         obj, code = await self._call(client, "POST", "/api/v1/query_range", data)
         return parse_query_response(obj, code)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 
-def run_console(settings: Any, read_only: bool = False) -> int:
+def run_console(settings: Any, read_only: bool = False, role: str | None = None) -> int:
     from x402console.ui.console import run_console as _run
 
-    return _run(settings, read_only=read_only)
+    return _run(settings, read_only=read_only, role=role)
 
 
-def run_drill_screen(env: Any, read_only: bool = False) -> int:
+def run_drill_screen(env: Any, read_only: bool = False, role: str | None = None) -> int:
     """The live console on the drill environment's own configuration."""
     from x402console.config import load_config
     from x402console.ui.console import run_console as _run
 
     settings = load_config(env.state.config)
-    return _run(settings, read_only=read_only, drill_env=env)
+    return _run(settings, read_only=read_only, drill_env=env, role=role)

@@ -41,6 +41,23 @@ APP_COMMANDS: tuple[Command, ...] = (
     Command("incident.resolve", "R", "Resolve", "Resolve the incident in focus", "resolve", changes_state=True),
     Command("incident.next", "I", "Next incident", "Put the next open incident in focus", "next_incident",
             show=False),
+    Command("incident.severity", "V", "Severity", "Change the severity of the incident in focus (suggestion and"
+            " reasons from live signals shown)", "change_severity", changes_state=True),
+    Command("incident.mitigate", "M", "Mitigated", "Mark the incident in focus as mitigated", "mitigate",
+            show=False, changes_state=True),
+    Command("incident.reopen", "ctrl+o", "Reopen", "Reopen the last mitigated or resolved incident (its clocks"
+            " start again)", "reopen", show=False, changes_state=True),
+    Command("incident.security", "X", "Security", "Mark or unmark the incident in focus as a security incident"
+            " (restart/recreate/stop then need an evidence bundle first)", "toggle_security", show=False,
+            changes_state=True),
+    Command("incident.note", "W", "Note", "Write a note on the timeline", "note", changes_state=True),
+    Command("incident.evidence", "E", "Evidence", "Preserve an evidence bundle now (db snapshot, logs, metrics,"
+            " Prometheus, inspect, pprof; SHA-256 manifest)", "evidence", show=False),
+    Command("incident.timeline", "T", "Timeline", "The shared timeline: filter, notes, export", "timeline"),
+    Command("incident.runbook", "B", "Runbook", "Suggested severity, which runbook incident this is, its steps"
+            " (each tied to its action)", "runbook"),
+    Command("incident.postmortem", "P", "Post-mortem", "Write the post-mortem draft of the incident in focus"
+            " (Markdown, in the current directory)", "postmortem", show=False),
     Command("drill.status", "S", "Drill", "What the drill environment runs", "drill_status", drill_only=True),
     Command("drill.arm", "ctrl+a", "Arm scenario", "Arm the drill's scenario now instead of after its delay",
             "arm_scenario", show=False, drill_only=True),

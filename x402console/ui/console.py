@@ -42,6 +42,7 @@ from x402console.core.observations import (
 )
 from x402console.sources.models import LogBatch
 from x402console.ui.commands import APP_COMMANDS, bindings
+from x402console.ui.incident_ops import IncidentOps
 from x402console.ui.logs.log_pane import LogPane
 from x402console.ui.panes.checklist import ChecklistPane
 from x402console.ui.panes.header import HeaderBar
@@ -54,13 +55,14 @@ HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOU
 METRIC_TOPICS = {T_METRICS, T_ALERTS, T_SOURCES}
 PANES = ("health", "metrics", "logs", "checklist")
 DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
+APP_ACTIONS = {c.action.split("(")[0] for c in APP_COMMANDS}
 # Below this size the panes are shown one at a time (keys 1-4 switch between them).
 COMPACT_WIDTH = 140
 HANGUP_GRACE_SECONDS = 6.0  # time for a normal exit before the watchdog ends the process
 COMPACT_HEIGHT = 40
 
 
-class ConsoleApp(App):
+class ConsoleApp(IncidentOps, App):
     CSS_PATH = [CSS_FILE] if CSS_FILE.exists() else []
     TITLE = "x402console"
     ENABLE_COMMAND_PALETTE = True
@@ -68,10 +70,11 @@ class ConsoleApp(App):
     BINDINGS = bindings(APP_COMMANDS, drill=True)
 
     def __init__(self, settings: Any, *, read_only: bool = False, drill_env: Any = None,
-                 extra_sources: Iterable[Any] | None = None, observe: bool = True) -> None:
+                 extra_sources: Iterable[Any] | None = None, observe: bool = True, role: str | None = None) -> None:
         self.drill_env = drill_env
         self.settings = settings
         self.read_only = read_only or settings.environment.read_only
+        self._init_incident_ops(role)
         self.is_drill = bool(drill_env) or settings.environment.drill
         super().__init__()
         self.store = ObservationStore(window_seconds=settings.metrics.window_minutes * 60)
@@ -95,8 +98,10 @@ class ConsoleApp(App):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         ui = self.settings.ui
-        yield HeaderBar(self.settings.environment.name, self.is_drill, self.read_only,
-                        stale_after=max(5.0, 5 * ui.refresh_seconds), id="header")
+        header = HeaderBar(self.settings.environment.name, self.is_drill, self.read_only,
+                           stale_after=max(5.0, 5 * ui.refresh_seconds), id="header")
+        header.role = self.role
+        yield header
         yield Static(id="summary")
         with Horizontal(id="panes"):
             with Vertical(id="main-col", classes="col"):
@@ -145,6 +150,7 @@ class ConsoleApp(App):
 
     def _start_background(self) -> None:
         self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
+        self._start_incident_ops()
         if self._observe:
             self.run_worker(self._start_observing(), group="observe", exit_on_error=False)
 
@@ -201,6 +207,7 @@ class ConsoleApp(App):
             if snap.records:
                 self.first_data_at.setdefault("logs", now)
                 self.store.fresh["logs"] = time.time()
+            self.log_counter.feed_many(snap.records)
             try:
                 self._q("#logs", LogPane).add_batch(snap)
             except NoMatches:
@@ -277,7 +284,8 @@ class ConsoleApp(App):
         if self.journal_error:
             failing.insert(0, "journal")
         self._q("#header", HeaderBar).show(incident=focus, open_count=open_count,
-                                                  freshness=self.store.freshness(), failing=failing)
+                                           freshness=self.store.freshness(), failing=failing,
+                                           suggestion=self.suggestion(), escalation=self._escalation_text)
 
     def _start_output_watch(self) -> None:
         """A thread that does not need the event loop: when the terminal vanishes without a
@@ -347,7 +355,7 @@ class ConsoleApp(App):
 
         try:
             self.journal = await Journal.open(self.settings.environment.journal)
-            await self.journal.register_operator("observer" if self.read_only else "commander")
+            await self.journal.register_operator(self.role)
         except (JournalError, OSError) as exc:
             self.journal_error = str(exc)
             self.notify(f"journal unavailable: {exc}", severity="error", timeout=10)
@@ -401,15 +409,6 @@ class ConsoleApp(App):
         return None
 
     # ------------------------------------------------------------------ actions
-    def _refuse_if_read_only(self, what: str) -> bool:
-        if self.read_only:
-            self.notify(f"read-only: {what} refused", severity="warning")
-            return True
-        if self.journal is None:
-            self.notify(f"no journal: {what} cannot be recorded ({self.journal_error or 'opening'})",
-                        severity="error")
-            return True
-        return False
 
     def action_help(self) -> None:
         from x402console.config import default_config_path
@@ -419,6 +418,9 @@ class ConsoleApp(App):
         sections.append(("logs pane", list(LogPane.BINDINGS)))
         sections.append(("checklist pane", list(ChecklistPane.BINDINGS)))
         sections.append(("metrics pane", list(MetricsPane.BINDINGS)))
+        from x402console.ui.screens.runbook import RunbookScreen, StepView
+
+        sections.append(("runbook screen", list(RunbookScreen.BINDINGS) + list(StepView.BINDINGS)))
         path = str(self.settings.source or default_config_path())
         self.push_screen(HelpScreen(sections, path, dict(self.settings.keymap)))
 
@@ -449,7 +451,7 @@ class ConsoleApp(App):
                 return
 
     def action_declare(self) -> None:
-        if self._refuse_if_read_only("declaring an incident"):
+        if self._refuse("declaring an incident"):
             return
 
         async def declared(result: tuple[str, str] | None) -> None:
@@ -465,7 +467,7 @@ class ConsoleApp(App):
         self.push_screen(DeclareScreen("P2"), declared)
 
     def _transition(self, verb: str, method: str) -> None:
-        if self._refuse_if_read_only(f"{verb} the incident"):
+        if self._refuse(f"{verb} the incident"):
             return
         inc = self.focused_incident()
         if inc is None:
@@ -482,6 +484,8 @@ class ConsoleApp(App):
                 return
             await self._reload_incidents()
             self.notify(f"incident #{inc.id}: {verb}d" if verb.endswith("e") else f"incident #{inc.id}: {verb}ed")
+            if method == "resolve":
+                self.notify("P writes the post-mortem draft from the journal", timeout=8)
 
         self.push_screen(ConfirmScreen(f"{verb.capitalize()} incident #{inc.id}?",
                                        f"{inc.severity} {inc.title}\nstatus now: {inc.status}",
@@ -503,7 +507,7 @@ class ConsoleApp(App):
         self._header_tick()
 
     async def on_checklist_pane_toggled(self, event: ChecklistPane.Toggled) -> None:
-        if self._refuse_if_read_only("ticking the checklist") or self.focus_incident_id is None:
+        if self._refuse("ticking the checklist", command=False) or self.focus_incident_id is None:
             return
         try:
             await self.journal.set_checklist(self.focus_incident_id, event.item_id, event.checked,
@@ -531,7 +535,7 @@ class ConsoleApp(App):
         return ActionContext(settings=self.settings, journal=self.journal,
                              incident_id=inc.id if inc else None,
                              incident_security=bool(inc and inc.security),
-                             read_only=self.read_only, drill_runtime=runtime)
+                             read_only=not self.may_command, drill_runtime=runtime)
 
     def _focused_pane(self) -> str:
         for pane in PANES:
@@ -540,12 +544,24 @@ class ConsoleApp(App):
                 return pane
         return "health"
 
+    def _process_mode(self) -> bool:
+        return any(r.pid_file for r in self.settings.replicas)
+
+    def _actions_for(self, pane: str) -> list:
+        """The group's actions that fit this environment: process.* in a process-mode drill,
+        container.* otherwise (the other set could only fail)."""
+        skip = "container." if self._process_mode() else "process."
+        return sorted((a for a in self.remediation_registry.for_pane(pane) if not a.id.startswith(skip)),
+                      key=lambda a: (a.key.lower(), a.key))
+
     def action_actions(self, pane: str | None = None) -> None:
         pane = pane or self._focused_pane()
-        actions = [a for a in self.remediation_registry.for_pane(pane)]
-        if not actions:
-            panes = sorted({a.pane for a in self.remediation_registry.all()})
-            self.notify(f"no actions in the {pane} pane; the palette lists every pane's actions ({', '.join(panes)})")
+        order = [pane] + [p for p in ("health", "metrics", "logs", "database", "abuse", "circuits", "incident")
+                          if p != pane]
+        groups = [(p, self._actions_for(p)) for p in order]
+        groups = [(p, acts) for p, acts in groups if acts]
+        if not groups:
+            self.notify("no remediation actions are available", severity="warning")
             return
         selected = self._q("#health", HealthPane).selected_replica() if pane == "health" else None
         from x402console.ui.screens.action_picker import ActionPicker
@@ -556,13 +572,21 @@ class ConsoleApp(App):
                 self.run_worker(self._start_action(action_id, params, selected), group="actions",
                                 exit_on_error=False)
 
-        self.push_screen(ActionPicker(f"{pane} actions", actions, selected or "chosen next"), picked)
+        first = groups[0][1]
+        self.push_screen(ActionPicker(f"{groups[0][0]} actions", first, selected or "chosen next", groups), picked)
+
+    def action_evidence(self) -> None:
+        self.run_worker(self._start_action("evidence.bundle", {}, None), group="actions", exit_on_error=False)
 
     async def _start_action(self, action_id: str, params: dict, selected: str | None) -> None:
-        from x402console.actions.base import ActionError
+        from x402console.actions.base import ActionError, NeedsConfirmation
         from x402console.ui.screens.action_dialog import ActionDialog
 
-        action = self.remediation_registry.get(action_id)
+        try:
+            action = self.remediation_registry.get(action_id)
+        except ActionError as exc:
+            self.notify(str(exc), severity="error")
+            return
         ctx = self._action_context()
         try:
             targets = await asyncio.to_thread(action.targets, ctx)
@@ -576,16 +600,53 @@ class ConsoleApp(App):
             from x402console.ui.screens.action_picker import TargetPicker
 
             target = await self.push_screen_wait(TargetPicker(f"{action.title}: choose the target", targets))
+        if target is None and not targets and action.target_kind == "ip":
+            target = await self._typed_ip_target(action, params)
         if target is None:
-            if not targets:
+            if not targets and action.target_kind != "ip":
                 self.notify(f"{action.title}: nothing to act on here", severity="warning")
             return
-        try:
-            plan = await self.remediation_registry.prepare(action_id, ctx, target, params)
-        except ActionError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+        params = dict(params)
+        for _ in range(3):  # at most: a risky-target confirmation, then the security override
+            try:
+                plan = await self.remediation_registry.prepare(action_id, ctx, target, params)
+                break
+            except NeedsConfirmation as exc:
+                typed = await self._ask_confirmation(action, exc)
+                if typed is None:
+                    return
+                params[exc.param] = typed
+            except ActionError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+        else:
             return
-        await self.push_screen_wait(ActionDialog(self.remediation_registry, ctx, plan))
+        outcome = await self.push_screen_wait(ActionDialog(self.remediation_registry, ctx, plan))
+        self._note_check_outcome(action_id, outcome)
+
+    async def _ask_confirmation(self, action, exc) -> str | None:
+        from x402console.ui.screens.dialogs import PromptScreen
+
+        what = "Override the security guard" if exc.param == "override" else f"{action.title}: confirm"
+        if exc.param == "override" and not self.may_command:
+            self.notify(str(exc), severity="error", timeout=8)
+            return None
+        return await self.push_screen_wait(PromptScreen(
+            what, f"{exc}\n\nType {exc.confirm_text} to go on; the override is recorded on the timeline."
+            if exc.param == "override" else str(exc), placeholder=exc.confirm_text, confirm_label="Go on",
+            must_type=exc.confirm_text))
+
+    async def _typed_ip_target(self, action, params: dict):
+        from x402console.actions.base import Target
+        from x402console.ui.screens.dialogs import PromptScreen
+
+        value = params.get("cidr") or await self.push_screen_wait(PromptScreen(
+            f"{action.title}: address", "An IP address or CIDR (e.g. 203.0.113.7 or 198.51.100.0/24).",
+            placeholder="203.0.113.7", confirm_label="Next"))
+        if not value:
+            return None
+        params["cidr"] = value
+        return Target("ip", value)
 
     def action_drill_status(self) -> None:
         if self.drill_env is None:
@@ -605,6 +666,10 @@ class ConsoleApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in DRILL_ACTIONS and self.drill_env is None:
             return False  # hidden from the footer and the palette outside a drill
+        if self._main is not None and self.screen is not self._main and action in APP_ACTIONS:
+            # A dialog, the timeline or the runbook is on top: its keys are the ones that
+            # count, and a stray capital must not acknowledge or resolve underneath it.
+            return False
         return True
 
     # ------------------------------------------------------------------ palette
@@ -647,8 +712,8 @@ class ConsoleApp(App):
         }
 
 
-def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None) -> int:
-    app = ConsoleApp(settings, read_only=read_only, drill_env=drill_env)
+def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None, role: str | None = None) -> int:
+    app = ConsoleApp(settings, read_only=read_only, drill_env=drill_env, role=role)
     app.run()
     return app.return_code or 0
 

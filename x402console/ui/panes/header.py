@@ -32,10 +32,16 @@ class HeaderBar(Static):
         self.open_count = 0
         self.freshness: dict[str, float] = {}
         self.failing: list[str] = []
+        self.suggestion: tuple[str, str] | None = None  # (level, top reason) from the severity engine
+        self.escalation: str = ""  # the focused incident's next escalation step / target clock
+        self.role = "commander"
 
     def show(self, *, incident=None, open_count: int = 0, freshness: dict[str, float] | None = None,
-             failing: list[str] | None = None) -> None:
+             failing: list[str] | None = None, suggestion: tuple[str, str] | None = None,
+             escalation: str = "") -> None:
         self.incident = incident
+        self.suggestion = suggestion
+        self.escalation = escalation
         self.open_count = open_count
         if freshness is not None:
             self.freshness = freshness
@@ -54,11 +60,14 @@ class HeaderBar(Static):
             line1.append(" DRILL ", style="bold black on magenta")
         line1.append(f" {self.env_name} ", style="bold")
         line1.append(" RO " if self.read_only else " RW ", style="bold white on blue" if self.read_only else "bold black on green")
+        if self.role != "commander":
+            line1.append(f" {self.role} ", style="bold")
         line1.append("  ")
         inc = self.incident
         if inc is None:
             line1.append("no open incident", style="dim")
-            line1.append("  (D declares one)", style="dim")
+            if self.suggestion is None:
+                line1.append("  (D declares one)", style="dim")
         else:
             # Severity, clock and status first: at 80 columns the title is what gets cut.
             line1.append(f" {inc.severity} ", style=SEVERITY_STYLE.get(inc.severity, "reverse"))
@@ -70,6 +79,14 @@ class HeaderBar(Static):
             if self.open_count > 1:
                 line1.append(f" (+{self.open_count - 1} open)", style="dim")
             line1.append(f" #{inc.id} {inc.title}", style="bold")
+            if self.escalation:
+                line1.append(f"  {self.escalation}", style="bold yellow" if "overdue" in self.escalation else "")
+        if self.suggestion is not None:
+            level, why = self.suggestion
+            if inc is None or level != inc.severity:
+                line1.append("  suggested ", style="dim")
+                line1.append(f" {level} ", style=SEVERITY_STYLE.get(level, "reverse"))
+                line1.append(f" {why}", style="italic")
         line2 = Text("data: ", style="dim")
         if not self.freshness:
             line2.append("waiting for the first samples…", style="yellow")

@@ -14,7 +14,9 @@ from x402console.ui.screens.action_dialog import DANGER_STYLE
 
 
 class ActionPicker(ModalScreen["tuple[str, dict] | None"]):
-    """Lists the pane's actions with their keys; Enter picks one, then asks for its parameters."""
+    """Lists a group's actions with their keys: the key alone runs the action (`.` then `r`
+    restarts the selected replica), Enter runs the highlighted one; left/right switch to the
+    other groups (database, abuse, circuits, incident have no pane of their own)."""
 
     DEFAULT_CSS = """
     ActionPicker { align: center middle; }
@@ -22,44 +24,80 @@ class ActionPicker(ModalScreen["tuple[str, dict] | None"]):
         border: thick $accent; background: $surface; padding: 0 1; }
     ActionPicker OptionList { height: auto; max-height: 24; }
     """
-    BINDINGS = [Binding("escape", "close", "Close", id="picker.close", tooltip="Close without choosing")]
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="picker.close", tooltip="Close without choosing"),
+        Binding("left", "group(-1)", "Previous group", id="picker.prev_group", tooltip="Actions of the previous group"),
+        Binding("right", "group(1)", "Next group", id="picker.next_group", tooltip="Actions of the next group"),
+    ]
 
-    def __init__(self, title: str, actions: list, target_label: str) -> None:
+    def __init__(self, title: str, actions: list, target_label: str,
+                 groups: list[tuple[str, list]] | None = None) -> None:
         super().__init__()
         self.title_text = title
+        self.groups = groups or [(title, actions)]
+        self.group = next((i for i, (_, acts) in enumerate(self.groups) if acts is actions), 0)
         self.actions = actions
         self.target_label = target_label
         self.chosen = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text} — target: {self.target_label}")
-            options = []
-            for a in self.actions:
-                label = Text()
-                label.append(f"{a.key:>3}  ", style="bold")
-                label.append(f"{a.title}  ")
-                label.append(f" {a.danger} ", style=DANGER_STYLE.get(a.danger, ""))
-                label.append(f"  {a.help}", style="dim")
-                options.append(Option(label, id=a.id))
-            yield OptionList(*options, id="actions")
+            yield Label("", id="picker-title")
+            yield OptionList(id="actions")
             yield Label("", id="param-label")
             yield Input(id="param", placeholder="")
 
     def on_mount(self) -> None:
         self.query_one("#param", Input).display = False
+        self._show_group()
         self.query_one(OptionList).focus()
 
+    def _show_group(self) -> None:
+        name, self.actions = self.groups[self.group]
+        names = "  ".join(f"[{n}]" if i == self.group else n for i, (n, _) in enumerate(self.groups))
+        self.query_one("#picker-title", Label).update(
+            Text(f"{name} actions — target: {self.target_label}   ←/→ {names}"))
+        options = []
+        for a in self.actions:
+            label = Text()
+            label.append(f"{a.key:>3}  ", style="bold")
+            label.append(f"{a.title}  ")
+            label.append(f" {a.danger} ", style=DANGER_STYLE.get(a.danger, ""))
+            label.append(f"  {a.help}", style="dim")
+            options.append(Option(label, id=a.id))
+        box = self.query_one(OptionList)
+        box.clear_options()
+        box.add_options(options)
+        if options:
+            box.highlighted = 0
+
+    def action_group(self, step: int) -> None:
+        if self.chosen is None and len(self.groups) > 1:
+            self.group = (self.group + step) % len(self.groups)
+            self._show_group()
+
+    def on_key(self, event) -> None:
+        # An action's own key picks it, as long as the list (not the parameter box) has focus.
+        if self.chosen is not None or not event.character or not isinstance(self.focused, OptionList):
+            return
+        action = next((a for a in self.actions if a.key == event.character), None)
+        if action is not None:
+            event.stop()
+            self._pick(action)
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        action = next(a for a in self.actions if a.id == event.option.id)
+        self._pick(next(a for a in self.actions if a.id == event.option.id))
+
+    def _pick(self, action) -> None:
         params = dict(getattr(action, "param_help", {}) or {})
         if not params:
             self.dismiss((action.id, {}))
             return
-        # One parameter is asked for at a time; today's actions take at most one.
+        # The main parameter is asked for here (empty keeps the action's default); typed
+        # confirmations come later, from the plan.
         self.chosen = (action, next(iter(params)))
         name, help_text = self.chosen[1], params[self.chosen[1]]
-        self.query_one("#param-label", Label).update(f"{name}: {help_text}")
+        self.query_one("#param-label", Label).update(f"{action.title}: {name}: {help_text} (Enter; empty = default)")
         box = self.query_one("#param", Input)
         box.display = True
         box.focus()
@@ -68,7 +106,8 @@ class ActionPicker(ModalScreen["tuple[str, dict] | None"]):
         if self.chosen is None:
             return
         action, name = self.chosen
-        self.dismiss((action.id, {name: event.value.strip()}))
+        value = event.value.strip()
+        self.dismiss((action.id, {name: value} if value else {}))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -84,3 +84,110 @@ class DeclareScreen(ModalScreen["tuple[str, str] | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class PromptScreen(ModalScreen["str | None"]):
+    """One line of text: a note, a reason, a parameter, or a typed confirmation.
+
+    With `must_type`, the confirm button stays refused until exactly that text is typed (the
+    target's name, or an address to block): the operator reads what they are about to hit.
+    """
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
+
+    def __init__(self, title: str, body: str = "", *, placeholder: str = "", value: str = "",
+                 confirm_label: str = "OK", must_type: str | None = None, allow_empty: bool = False) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.placeholder = placeholder
+        self.initial = value
+        self.confirm_label = confirm_label
+        self.must_type = must_type
+        self.allow_empty = allow_empty
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, classes="title")
+            if self.body:
+                yield Static(self.body, markup=False)
+            yield Input(value=self.initial, placeholder=self.placeholder, id="text")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button(self.confirm_label, id="confirm", variant="warning")
+
+    def on_mount(self) -> None:
+        # Typing is the point of this dialog; Enter in the box still checks what was typed.
+        self.query_one("#text", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "confirm":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        text = self.query_one("#text", Input).value.strip()
+        if self.must_type is not None and text != self.must_type:
+            self.query_one("#error", Static).update(f"Type {self.must_type!r} exactly to confirm.")
+            return
+        if not text and not self.allow_empty:
+            self.query_one("#error", Static).update("Some text is needed.")
+            return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SeverityScreen(ModalScreen["tuple[str, str] | None"]):
+    """A new severity and the reason for the change (both go on the timeline)."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
+
+    def __init__(self, current: str, suggested: str | None = None, reasons: str = "") -> None:
+        super().__init__()
+        self.current = current
+        self.suggested = suggested
+        self.reasons = reasons
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(f"Change severity (now {self.current})")
+            if self.suggested:
+                yield Static(f"Suggested from live signals: {self.suggested}\n{self.reasons}", markup=False)
+            initial = self.suggested if self.suggested in SEVERITIES and self.suggested != self.current else self.current
+            yield Select([(s, s) for s in SEVERITIES], value=initial, allow_blank=False, id="severity")
+            yield Input(placeholder="why (goes on the timeline)", id="reason")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Change", id="change", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "change":
+            self.dismiss(None)
+            return
+        severity = str(self.query_one("#severity", Select).value)
+        reason = self.query_one("#reason", Input).value.strip()
+        if severity == self.current:
+            self.query_one("#error", Static).update(f"The incident is already {severity}.")
+            return
+        if not reason:
+            self.query_one("#error", Static).update("A reason is needed.")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss((severity, reason))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
