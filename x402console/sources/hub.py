@@ -33,7 +33,7 @@ import httpx
 
 from x402console.sources.backoff import Backoff, sleep_or_stop
 from x402console.sources.components import ComponentProbe
-from x402console.sources.health import HealthProber, make_client
+from x402console.sources.health import HealthProber, close_client, make_client
 from x402console.sources.models import ReplicaIdentity, ReplicaSet, SourceStatus
 
 __all__ = ["Observatory", "static_replicas", "STOP_GRACE_SECONDS"]
@@ -212,7 +212,8 @@ class Observatory:
         pool = max(32, 8 * max(1, len(self._replicas)))
         urls = [s.prometheus.url, s.nginx.url] + [u for r in s.replicas for u in (r.health_url, r.metrics_url)]
         tls = any(str(u).startswith("https:") for u in urls if u) or s.discovery.mode != "static"
-        self._client = make_client(max(s.prometheus.timeout_seconds, s.prover.health_timeout_seconds), pool, tls=tls)
+        self._client = make_client(max(s.prometheus.timeout_seconds, s.prover.health_timeout_seconds), pool, tls=tls,
+                                   lean=True)
         taken: set[str] = set()
         self._sources = {}
         self._fresh = {}
@@ -244,7 +245,7 @@ class Observatory:
         if self._client is not None:
             client, self._client = self._client, None
             try:
-                await asyncio.wait_for(client.aclose(), timeout=grace)
+                await asyncio.wait_for(close_client(client), timeout=grace)
             except (asyncio.TimeoutError, Exception) as exc:  # closing must not fail a shutdown
                 log.warning("closing the HTTP client: %r", exc)
         if cancelled:
