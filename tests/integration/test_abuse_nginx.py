@@ -147,8 +147,10 @@ async def test_block_refuses_a_source_and_unblock_serves_it_again(registry, ctx,
     assert served_by_prover(wait_for("127.0.0.5", drill, refused=False))
 
     records = [(r.action_id, r.outcome) for r in await journal.actions()]
-    assert records == [("abuse.block", "refused"), ("abuse.block", "refused"), ("abuse.block", "succeeded"),
-                       ("abuse.list_blocks", "succeeded"), ("abuse.unblock", "succeeded")]
+    # Asking for the typed address (twice: missing, then wrong) is a question, not a refusal:
+    # only what ran is recorded.
+    assert records == [("abuse.block", "succeeded"), ("abuse.list_blocks", "succeeded"),
+                       ("abuse.unblock", "succeeded")]
 
 
 async def test_a_deny_file_nginx_rejects_is_put_back_byte_for_byte(registry, ctx, drill, deny_file) -> None:

@@ -106,6 +106,12 @@ class Registry:
             self._check_free(action, target)
             await self._check_other_consoles(action, ctx, target)
             plan = await action.plan(ctx, target, params)
+        except NeedsConfirmation as exc:
+            # A risky target's confirmation is a question, not a refusal. The security guard
+            # is both: the attempt before evidence was preserved belongs in the record.
+            if exc.param == "override":
+                await self._record_refusal(action, ctx, target, str(exc))
+            raise
         except Refused as exc:
             await self._record_refusal(action, ctx, target, str(exc))
             raise

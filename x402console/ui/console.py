@@ -53,6 +53,10 @@ from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
 CSS_FILE = Path(__file__).resolve().parents[2] / "css" / "console.tcss"
 HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOURCES}
 METRIC_TOPICS = {T_METRICS, T_ALERTS, T_SOURCES}
+# Samples that move every second without changing what the operator must do (latency, CPU %,
+# rates): their panes are redrawn every other refresh. Everything else (a replica set change,
+# a health flip, an alert, a failing source) is drawn on the next refresh.
+ROUTINE_TOPICS = {T_HEALTH, T_RUNTIME, T_METRICS}
 PANES = ("health", "metrics", "logs", "checklist")
 DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
 APP_ACTIONS = {c.action.split("(")[0] for c in APP_COMMANDS}
@@ -89,6 +93,9 @@ class ConsoleApp(IncidentOps, App):
         self._polls = 0
         self._dirty: set[str] = set(HEALTH_TOPICS | METRIC_TOPICS)
         self.compact = False
+        self._urgent = True
+        self._panes_at = 0.0
+        self._drawn_flips: tuple = ()
         self.compact_pane = "health"
         self.first_data_at: dict[str, float] = {}
         self.started_at = time.monotonic()
@@ -221,6 +228,7 @@ class ConsoleApp(IncidentOps, App):
                 first = True
         self._dirty |= topics
         if first:
+            self._urgent = True
             self.call_later(self._frame)  # the first sample of a kind shows at once
 
     def _frame(self) -> None:
@@ -238,8 +246,19 @@ class ConsoleApp(IncidentOps, App):
             logs.flush_pending()
             logs.frame_tick()
             self._header_tick()
-            if self._dirty:
+            if self._dirty and self._panes_due():
                 self._redraw_panes()
+
+    def _panes_due(self) -> bool:
+        now = time.monotonic()
+        flips = tuple(sorted((n, h.ok) for n, h in self.store.health.items()))
+        urgent = self._urgent or bool(self._dirty - ROUTINE_TOPICS) or flips != self._drawn_flips
+        if not urgent and now - self._panes_at < 1.9 * self.settings.ui.refresh_seconds:
+            return False
+        self._urgent = False
+        self._drawn_flips = flips
+        self._panes_at = now
+        return True
 
     def _redraw_panes(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -354,7 +373,11 @@ class ConsoleApp(IncidentOps, App):
         from x402console.journal import Journal, JournalError
 
         try:
-            self.journal = await Journal.open(self.settings.environment.journal)
+            from x402console.journal import current_actor
+
+            # The role is part of every recorded actor: a post-mortem must tell the commander's
+            # decisions from a scribe's notes.
+            self.journal = await Journal.open(self.settings.environment.journal, actor=current_actor(self.role))
             await self.journal.register_operator(self.role)
         except (JournalError, OSError) as exc:
             self.journal_error = str(exc)

@@ -14,7 +14,7 @@ from typing import Any
 
 from x402console.ui.screens.dialogs import ConfirmScreen, PromptScreen, SeverityScreen
 
-ASSESS_INTERVAL = 2.0  # seconds between severity/matching passes over the store
+ASSESS_INTERVAL = 5.0  # seconds between severity/matching passes over the store (a log window count costs)
 ESCALATION_INTERVAL = 5.0
 # proofs.db quick check and verification key hash: cheap, read-only, bounded (3 s), but not
 # something to do every refresh.
@@ -62,8 +62,8 @@ class IncidentOps:
         self.set_interval(ASSESS_INTERVAL, self._assess_tick)
         self.set_timer(3.0, self._checks_tick)
         self.set_interval(CHECKS_INTERVAL, self._checks_tick)
-        if self.role != "observer":
-            self.set_interval(ESCALATION_INTERVAL, self._escalation_tick)
+        # Every console shows the clocks; only one that may record pages (see _escalation_tick).
+        self.set_interval(ESCALATION_INTERVAL, self._escalation_tick)
 
     @property
     def may_record(self) -> bool:
@@ -226,8 +226,13 @@ class IncidentOps:
         self.push_screen(DeclareScreen(message.severity, message.title), declared)
 
     def action_postmortem(self) -> None:
-        inc = self._focused_or_warn() or (self.incidents[-1] if self.incidents else None)
-        if inc is None or self.journal is None:
+        # A resolved incident is no longer in focus, and it is the usual one to write up.
+        inc = self.focused_incident() or (self.incidents[-1] if self.incidents else None)
+        if inc is None:
+            self.notify("no incident to write a post-mortem for", severity="warning")
+            return
+        if self.journal is None:
+            self.notify(f"no journal: {self.journal_error or 'opening'}", severity="error")
             return
         self.run_worker(self._write_postmortem(inc.id), group="postmortem", exit_on_error=False)
 
@@ -370,6 +375,10 @@ class IncidentOps:
                 continue
             if inc.id == self.focus_incident_id:
                 focus_text = timers.header_text()
+            # An observer or a read-only console writes nothing, pages included: a console that
+            # may record (commander or scribe) fires the step.
+            if not self.may_record:
+                continue
             for step in steps:
                 await self._fire_step(inc, step)
         if focus_text != self._escalation_text:
@@ -396,7 +405,7 @@ class IncidentOps:
                 continue
             result = await send(hook, Message(step.summary, incident_id=inc.id, severity=inc.severity, title=inc.title,
                                               environment=self.settings.environment.name, security=inc.security,
-                                              sender=self.journal.actor, extra={"escalation": step.key,
+                                              sender=str(self.journal.actor), extra={"escalation": step.key,
                                                                                  "contact": contact.name}))
             await self._note_delivery(inc, step, contact.name, result.ok, result.summary)
 

@@ -60,6 +60,12 @@ class ChecklistPane(OptionList):
         if highlighted is not None and highlighted < self.option_count:
             self.highlighted = highlighted
 
+    def on_focus(self) -> None:
+        # Textual's OptionList highlights nothing on focus: `4` then space must tick the first
+        # item, not silently do nothing.
+        if self.highlighted is None and self.incident_id is not None:
+            self.action_cursor_down()
+
     def action_toggle(self) -> None:
         if self.highlighted is None or self.incident_id is None:
             return

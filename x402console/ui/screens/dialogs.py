@@ -11,7 +11,6 @@ from textual.widgets import Button, Input, Label, Select, Static
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
 DIALOG_CSS = """
-ModalScreen { align: center middle; }
 #dialog { width: 72; max-width: 95%; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
 #dialog Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
 #dialog Button { margin-left: 2; }
@@ -19,8 +18,15 @@ ModalScreen { align: center middle; }
 """
 
 
+def dialog_css(screen: str) -> str:
+    """Textual scopes a DEFAULT_CSS to its own class: a rule naming another type (ModalScreen)
+    would only match that type *inside* the screen, so the rule that centres the dialog must
+    name the screen class itself."""
+    return f"{screen} {{ align: center middle; }}\n{DIALOG_CSS}"
+
+
 class ConfirmScreen(ModalScreen[bool]):
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("ConfirmScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, body: str, confirm_label: str = "Confirm") -> None:
@@ -50,7 +56,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class DeclareScreen(ModalScreen["tuple[str, str] | None"]):
     """Title and severity of a new incident; the severity is pre-filled by the caller."""
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("DeclareScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, severity: str = "P2", title: str = "") -> None:
@@ -93,7 +99,7 @@ class PromptScreen(ModalScreen["str | None"]):
     target's name, or an address to block): the operator reads what they are about to hit.
     """
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("PromptScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, title: str, body: str = "", *, placeholder: str = "", value: str = "",
@@ -149,7 +155,7 @@ class PromptScreen(ModalScreen["str | None"]):
 class SeverityScreen(ModalScreen["tuple[str, str] | None"]):
     """A new severity and the reason for the change (both go on the timeline)."""
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("SeverityScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, current: str, suggested: str | None = None, reasons: str = "") -> None:
