@@ -215,8 +215,12 @@ class IncidentOps:
             if result is None or self.journal is None:
                 return
             title, severity = result
+            # The runbook's security incidents (invalid proofs) are declared as such, so the
+            # evidence guard applies from the first minute.
+            security = bool(getattr(self._load_runbook().incident(message.runbook_incident), "security", False))
             inc = await self._journal_call("declare", self.journal.declare_incident(
-                title, severity, self.journal.actor, drill=self.is_drill, runbook_incident=message.runbook_incident))
+                title, severity, self.journal.actor, drill=self.is_drill, runbook_incident=message.runbook_incident,
+                security=security))
             if inc is not None:
                 self.focus_incident_id = inc.id
                 await self._reload_incidents()
