@@ -197,9 +197,12 @@ async def test_a_stopped_prometheus_is_shown_as_an_error(drill_factory) -> None:
         await until(pilot, lambda: app.store.metrics is not None and app.store.metrics.source == "prometheus",
                     "metrics from Prometheus", app=app)
         assert env.prometheus is not None and env.prometheus.process is not None
+        await until(pilot, lambda: any(t.health == "up" for t in app.store.targets), "targets up", app=app)
         env.prometheus.process.stop(timeout=10)
         text = await _on_screen(pilot, app, "Prometheus unreachable", timeout=30)
         assert "failing: prometheus" in text.splitlines()[1]
+        # the target column no longer claims "up": it says the last answer is stale
+        text = await _on_screen(pilot, app, "up? (prometheus down)", timeout=10)
         await pilot.pause(2)
         assert app.is_running
         assert running_and_healthy(app, env.replicas[0].name)

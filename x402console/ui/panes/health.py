@@ -107,6 +107,7 @@ class HealthPane(Vertical):
         self.store = store
         self.border_title = "1 Service health"
         self._texts: dict[str, str] = {}
+        self._targets_stale = False
 
     def compose(self) -> ComposeResult:
         yield ReplicaTable(id="health-table")
@@ -123,6 +124,9 @@ class HealthPane(Vertical):
         store = self.store
         names = store.replica_names()
         targets = {t.instance: t for t in store.targets}
+        prom = store.sources.get("prometheus")
+        # Prometheus unreachable: its last answer about the targets is no longer news.
+        self._targets_stale = prom is not None and not prom.ok
         by_name = {r.name: r for r in store.replicas}
         now = time.time()
         self.query_one(ReplicaTable).set_rows(
@@ -170,7 +174,9 @@ class HealthPane(Vertical):
         target = "–"
         if ident is not None:
             t = targets.get(_instance(ident.metrics_url))
-            if t is not None:
+            if t is not None and self._targets_stale:
+                target = Text(f"{t.health}? (prometheus down)", style="dim")
+            elif t is not None:
                 target = Text(t.health, style="green" if t.health == "up" else "bold red")
         return (Text(name, style="bold"), state, health, latency, restarts, uptime, cpu, mem, target)
 
