@@ -558,3 +558,38 @@ async def test_a_fault_shows_a_suggestion_and_records_one_observation(
         finally:
             for c in controls:
                 await asyncio.to_thread(c.clear_all)
+
+
+# ------------------------------------------------------------------ declare pre-filled from the live signals
+
+
+async def test_declare_is_prefilled_from_the_severity_engine_and_the_best_match(tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    from x402console.core.matcher import match
+    from x402console.core.severity import assess
+    from x402console.core.signals import ReplicaSignal, Signals
+    from x402console.ui.screens.dialogs import DeclareScreen
+
+    app = ConsoleApp(settings_in(tmp_path), observe=False)
+    async with running(app) as pilot:
+        await journal_ready(pilot, app)
+        # What the severity pass computes from the store, here from a picture with a changed key.
+        signals = Signals(taken_at=time.time(), vk_status="changed", verification_failures=12,
+                          replicas=(ReplicaSignal("prover-1", up=True), ReplicaSignal("prover-2", up=True)))
+        app.assessment = assess(signals, app.settings.severity, app.settings.targets)
+        app.matches = match(signals, thresholds=app.settings.severity)
+        best = app.matches[0]
+        assert (app.assessment.level, best.incident) == ("P0", 4)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, DeclareScreen), "the declare dialog")
+        assert app.screen.query_one("#severity", Select).value == "P0"
+        box = app.screen.query_one("#title", Input)
+        assert box.value == "" and best.title in box.placeholder
+        await pilot.click("#declare")  # an empty title keeps the suggestion
+        await until(pilot, lambda: app.incidents, "the incident in the console")
+        (incident,) = app.incidents
+        # the runbook's Incident 4 is a security incident: declared as one, so the evidence
+        # guard holds from the first minute
+        assert (incident.title, incident.severity, incident.runbook_incident, incident.security) == \
+            (best.title, "P0", 4, True)

@@ -481,13 +481,20 @@ class ConsoleApp(IncidentOps, App):
             if result is None or self.journal is None:
                 return
             title, severity = result
-            incident = await self.journal.declare_incident(title, severity, self.journal.actor,
-                                                           drill=self.is_drill)
+            match = next((m for m in self.matches if m.title == title), None)
+            runbook_no = match.incident if match is not None else None
+            security = bool(runbook_no and getattr(self._load_runbook().incident(runbook_no), "security", False))
+            incident = await self.journal.declare_incident(title, severity, self.journal.actor, drill=self.is_drill,
+                                                           runbook_incident=runbook_no, security=security)
             self.focus_incident_id = incident.id
             await self._reload_incidents()
             self.notify(f"incident #{incident.id} declared ({severity})")
 
-        self.push_screen(DeclareScreen("P2"), declared)
+        # Pre-filled from the live signals: the severity engine's level and the best runbook
+        # match's title; the operator can change both.
+        level = self.assessment.level if self.assessment is not None and self.assessment.level else "P2"
+        title = self.matches[0].title if self.matches else ""
+        self.push_screen(DeclareScreen(level, suggested_title=title), declared)
 
     def _transition(self, verb: str, method: str) -> None:
         if self._refuse(f"{verb} the incident"):

@@ -59,15 +59,19 @@ class DeclareScreen(ModalScreen["tuple[str, str] | None"]):
     DEFAULT_CSS = dialog_css("DeclareScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without doing anything")]
 
-    def __init__(self, severity: str = "P2", title: str = "") -> None:
+    def __init__(self, severity: str = "P2", title: str = "", suggested_title: str = "") -> None:
         super().__init__()
         self.severity = severity if severity in SEVERITIES else "P2"
         self.initial_title = title
+        # Shown as the placeholder and used when the box is left empty: typing never has to
+        # delete a suggestion first.
+        self.suggested_title = suggested_title
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Declare an incident")
-            yield Input(value=self.initial_title, placeholder="what is wrong, in a few words", id="title")
+            hint = f"{self.suggested_title}  (suggested; empty keeps it)" if self.suggested_title else "what is wrong, in a few words"
+            yield Input(value=self.initial_title, placeholder=hint, id="title")
             yield Select([(s, s) for s in SEVERITIES], value=self.severity, allow_blank=False, id="severity")
             yield Static("", id="error")
             with Horizontal():
@@ -81,7 +85,7 @@ class DeclareScreen(ModalScreen["tuple[str, str] | None"]):
         if event.button.id != "declare":
             self.dismiss(None)
             return
-        title = self.query_one("#title", Input).value.strip()
+        title = self.query_one("#title", Input).value.strip() or self.suggested_title
         if not title:
             self.query_one("#error", Static).update("A title is needed.")
             self.query_one("#title", Input).focus()
