@@ -21,7 +21,8 @@ from x402console.core.checklist import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-RUNBOOK = REPO.parent / "shared" / "seed" / "INCIDENT_RESPONSE.md"
+_SEED = REPO.parent / "shared" / "seed" / "INCIDENT_RESPONSE.md"
+RUNBOOK = _SEED if _SEED.exists() else REPO / "tests" / "fixtures" / "INCIDENT_RESPONSE.md"
 
 # The runbook's checklist as it stands, for checkouts that do not sit next to the seed runbook.
 RUNBOOK_COPY = {
