@@ -301,3 +301,26 @@ async def test_screen_lines_reads_cells_back_from_the_svg() -> None:
         lines = screen_lines(app)
     assert lines[:2] == ["hello  world", "  x <&> y"]
     assert len(lines) == 4
+
+
+async def test_compact_log_pane_shows_its_lines_as_soon_as_it_is_switched_to(tmp_path: Path, utc) -> None:
+    """Lines that arrived while the pane was hidden are drawn on switching, not a refresh later."""
+    app = ConsoleApp(load_config(write_settings(tmp_path)), observe=False)
+    app.store.clock = lambda: FIXED_NOW
+    async with running(app, (80, 24)) as pilot:
+        await show_fixed_data(pilot, app)
+        await pilot.press("3")
+        await settle_on(pilot, app, "lines 25 ·")
+        await pilot.press("1")
+        await settle_on(pilot, app, *HEALTH)
+        # ten more lines while the log pane is hidden
+        more = tuple(LogRecord(replica="prover-1", ts=_ts(40), level="info", message=f"late line {i}", raw="")
+                     for i in range(10))
+        app._on_snapshot(LogBatch(more))
+        await pilot.pause()
+        await pilot.press("3")
+        # a few event-loop turns, far less than the 1 s refresh tick
+        for _ in range(3):
+            await pilot.pause()
+        text = screen_text(app)
+        assert "lines 35 ·" in text and "late line 9" in text, text

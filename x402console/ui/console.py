@@ -456,7 +456,13 @@ class ConsoleApp(IncidentOps, App):
             self._dirty |= HEALTH_TOPICS | METRIC_TOPICS
         widget = self._q(f"#{pane}")
         if pane == "logs":
-            self._q("#logs", LogPane).view.focus()
+            logs = self._q("#logs", LogPane)
+            logs.view.focus()
+            if self.compact:
+                # It was hidden: draw its lines and counters as soon as it is laid out, not on
+                # the next refresh tick (which left "lines 0" on screen for up to a second).
+                logs.mark_stale()
+                self.call_after_refresh(logs.frame_tick)
         elif pane == "health":
             self._q("#health-table").focus()
         else:

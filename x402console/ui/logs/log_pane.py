@@ -236,6 +236,9 @@ class LogPane(Vertical):
             return  # the app's refresh tick calls frame_tick() inside its one screen update
         self.frame_tick()
 
+    def mark_stale(self) -> None:
+        self._stale = True
+
     def frame_tick(self) -> None:
         # lines/s decays to 0 when the source goes quiet, and a pane that was hidden or under
         # a dialog while lines arrived catches up: nothing else would redraw either.
