@@ -314,17 +314,25 @@ class BlockIP(Action):
             answer = await _nginx_answers(ctx)
             if answer:
                 done.append(answer)
-        if plan.params.get("firewall"):
-            yield Progress(f"adding the firewall rule for {text}")
-            fw = await firewall.block(ctx.settings, net)
-            details["firewall"] = fw.details()
-            if not fw.ok:
-                before = "; ".join(done) or "nothing else was changed"
-                yield Outcome("failed", f"firewall: {fw.summary} ({before})", {**details, "done": done})
-                return
-            done.append(fw.summary)
-        details["done"] = done
-        yield Outcome("succeeded", f"blocked {text}: " + "; ".join(done), details)
+        async for step in _firewall_then_done(ctx, plan, net, text, "blocked", details, done):
+            yield step
+
+
+async def _firewall_then_done(ctx: ActionContext, plan: Plan, net: Any, text: str, verb: str,
+                              details: dict[str, Any], done: list[str]) -> AsyncIterator[Progress | Outcome]:
+    """The firewall half of a block or unblock (when the plan has it), then the one outcome."""
+    if plan.params.get("firewall"):
+        adding = verb == "blocked"
+        yield Progress(f"{'adding' if adding else 'removing'} the firewall rule for {text}")
+        fw = await (firewall.block if adding else firewall.unblock)(ctx.settings, net)
+        details["firewall"] = fw.details()
+        if not fw.ok:
+            before = "; ".join(done) or "nothing else was changed"
+            yield Outcome("failed", f"firewall: {fw.summary} ({before})", {**details, "done": done})
+            return
+        done.append(fw.summary)
+    details["done"] = done
+    yield Outcome("succeeded", f"{verb} {text}: " + "; ".join(done), details)
 
 
 class UnblockIP(Action):
@@ -414,17 +422,8 @@ class UnblockIP(Action):
                     done.append(f"removed deny {text}; from {path.name} (line {', '.join(map(str, changed))}), "
                                 f"checked and reloaded")
                     done += report.notes
-        if plan.params.get("firewall"):
-            yield Progress(f"removing the firewall rule for {text}")
-            fw = await firewall.unblock(ctx.settings, net)
-            details["firewall"] = fw.details()
-            if not fw.ok:
-                before = "; ".join(done) or "nothing else was changed"
-                yield Outcome("failed", f"firewall: {fw.summary} ({before})", {**details, "done": done})
-                return
-            done.append(fw.summary)
-        details["done"] = done
-        yield Outcome("succeeded", f"unblocked {text}: " + "; ".join(done), details)
+        async for step in _firewall_then_done(ctx, plan, net, text, "unblocked", details, done):
+            yield step
 
 
 class ListBlocks(Action):
