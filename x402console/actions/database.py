@@ -800,7 +800,7 @@ class BackupNow(DatabaseAction):
         free = shutil.disk_usage(probe).free
         if free < size:
             raise Refused(f"a backup of {db.name} needs about {bytes_h(size)} in {d}, but only {bytes_h(free)} is free")
-        mode = await asyncio.to_thread(_journal_mode_of, db)
+        mode = await asyncio.to_thread(ops.journal_mode_of, db)
         name = time.strftime(ctx.settings.database.backup_name_format)
         max_lock = _positive_float(params.get("max_lock_seconds", DEFAULT_BACKUP_LOCK_S), "max_lock_seconds", 0.0, 3600.0)
         warnings = []
@@ -910,20 +910,6 @@ class BackupNow(DatabaseAction):
         note = f"; {report.notes[0]}" if report.notes else ""
         yield Outcome("succeeded", f"backed up {db.name} to {name} ({bytes_h(details['bytes'])}, {report.seconds:.1f}s); "
                       f"integrity_check ok{note}", details, (str(final),))
-
-
-def _journal_mode_of(db: Path) -> str:
-    try:
-        con = ops.connect(db, readonly=True)
-    except sqlite3.Error:
-        return "unknown"
-    try:
-        return ops.journal_mode(con)
-    except sqlite3.Error:
-        return "unknown"
-    finally:
-        con.close()
-
 
 # --------------------------------------------------------------------------- restore
 

@@ -826,7 +826,7 @@ class EvidenceBundle(Action):
         ]
         warnings = [f"Replicas not found: {p}" for p in problems]
         if db.exists():
-            mode = await asyncio.to_thread(_journal_mode, db)
+            mode = await asyncio.to_thread(ops.journal_mode_of, db)
             if mode != "wal":
                 warnings.append(
                     f"{db.name} is in {mode} journal mode: if the prover writes continually, the snapshot may end in "
@@ -963,19 +963,5 @@ async def _collect(ctx: ActionContext, b: _Bundle, parts: list[tuple[str, str, A
                          "missing": new_missing}
         if not stopped:
             done.append(name)
-
-
-def _journal_mode(db: Path) -> str:
-    try:
-        con = ops.connect(db, readonly=True)
-    except sqlite3.Error:
-        return "unknown"
-    try:
-        return ops.journal_mode(con)
-    except sqlite3.Error:
-        return "unknown"
-    finally:
-        con.close()
-
 
 ACTIONS = (EvidenceBundle,)

@@ -121,6 +121,20 @@ def journal_mode(con: sqlite3.Connection) -> str:
     return str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
+def journal_mode_of(db: Path) -> str:
+    """The file's journal mode through a read-only connection; "unknown" when it cannot be read."""
+    try:
+        con = connect(db, readonly=True)
+    except sqlite3.Error:
+        return "unknown"
+    try:
+        return journal_mode(con)
+    except sqlite3.Error:
+        return "unknown"
+    finally:
+        con.close()
+
+
 def id_bounds(con: sqlite3.Connection, table: str = "proofs") -> tuple[int, int] | None:
     """(min, max) rowid of `table`, None when empty; two b-tree edge lookups, no scan."""
     lo = con.execute(f'SELECT min(rowid) FROM "{table}"').fetchone()[0]

@@ -207,6 +207,16 @@ def _rfc3339(obj: Any) -> datetime | None:
 # --- envelope and results --------------------------------------------------------------------
 
 
+def histogram_buckets(result: QueryResult) -> list[tuple[float, float]]:
+    """(le, cumulative count) of a `sum by (le) (...)` vector; NaN and unparsable `le` left out."""
+    buckets = []
+    for smp in result.vector:
+        le = parse_float(smp.metric.get("le", "").strip())
+        if le is not None and not math.isnan(le) and not math.isnan(smp.value):
+            buckets.append((le, smp.value))
+    return buckets
+
+
 def parse_envelope(obj: Any, status_code: int | None = None) -> Envelope:
     """Check the common envelope; raise PromAPIError for ``status: error`` or a wrong shape."""
     if not isinstance(obj, dict):

@@ -31,12 +31,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from x402console.sources.backoff import Backoff, sleep_or_stop, unless_stopped
-from x402console.sources.exposition import parse_float
 from x402console.sources.health import FetchError, ReplicasProvider, Sink, fetch_bounded, make_client
 from x402console.sources.models import AlertState, ComponentState, FleetMetrics, ReplicaIdentity, SourceStatus, TargetState
 from x402console.sources.promapi import (
     PromAPIError,
     QueryResult,
+    histogram_buckets,
     parse_alerts,
     parse_envelope,
     parse_query_response,
@@ -269,11 +269,7 @@ class PrometheusSource:
         lower = False
         res = results.get("buckets")
         if isinstance(res, QueryResult):
-            buckets = []
-            for smp in res.vector:
-                le = parse_float(smp.metric.get("le", "").strip())
-                if le is not None and not math.isnan(le) and not math.isnan(smp.value):
-                    buckets.append((le, smp.value))
+            buckets = histogram_buckets(res)
             if buckets:
                 e50 = histogram_quantile(0.5, buckets)
                 e95 = histogram_quantile(0.95, buckets)

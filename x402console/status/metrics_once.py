@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence
 
 import httpx
 
-from x402console.sources.exposition import MAX_BYTES, parse_exposition, parse_float
+from x402console.sources.exposition import MAX_BYTES, parse_exposition
 from x402console.sources.health import FetchError, fetch_bounded
 from x402console.sources.models import ReplicaIdentity
-from x402console.sources.promapi import PromAPIError, QueryResult, parse_alerts
+from x402console.sources.promapi import PromAPIError, QueryResult, histogram_buckets, parse_alerts
 from x402console.sources.prometheus import VERIFICATION_FAILURES, PrometheusSource, instance_of
 from x402console.sources.rates import error_ratio, histogram_quantile
 from x402console.status.trend import NOISE_FLOOR_BYTES, memory_trend
@@ -280,11 +280,7 @@ async def query_prometheus(
     observations = None
     res = results.get("buckets")
     if isinstance(res, QueryResult):
-        buckets = []
-        for smp in res.vector:
-            le = parse_float(smp.metric.get("le", "").strip())
-            if le is not None and not math.isnan(le) and not math.isnan(smp.value):
-                buckets.append((le, smp.value))
+        buckets = histogram_buckets(res)
         if buckets:
             observations = max(c for _, c in buckets)
             e50, e95 = histogram_quantile(0.5, buckets), histogram_quantile(0.95, buckets)
