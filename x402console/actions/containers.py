@@ -22,8 +22,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import httpx
-
+from x402console.actions.replica_ops import Cancelled as _Cancelled
+from x402console.actions.replica_ops import Failed as _Failed
+from x402console.actions.replica_ops import answers as _answers
+from x402console.actions.replica_ops import health_order as _health_order
+from x402console.actions.replica_ops import health_timeout as _health_timeout
+from x402console.actions.replica_ops import port_free as _port_free
 from x402console.actions.base import (
     Action,
     ActionContext,
@@ -58,7 +62,6 @@ __all__ = [
 
 LABEL_REPLACE = "com.docker.compose.replace"
 STOP_TIMEOUT = 10  # seconds of grace after SIGTERM, docker's and compose's default
-HEALTH_TIMEOUT = 60.0
 MAX_REPLICAS = 20
 _LOCAL_URLS = ("unix:///var/run/docker.sock", "unix://var/run/docker.sock")
 _POLL = 0.25
@@ -71,14 +74,6 @@ _CONFIG_KEYS = (
     "StopSignal", "StopTimeout", "Shell",
 )
 _SPECIAL_NETWORKS = ("host", "none", "bridge", "default")
-
-
-class _Failed(Exception):
-    """Ends a run with a failed Outcome; the message is for the operator."""
-
-
-class _Cancelled(Exception):
-    """The operator cancelled between two steps."""
 
 
 # --------------------------------------------------------------------------- engine access
@@ -243,18 +238,6 @@ def _state(client: Any, container_id: str, name: str) -> tuple[str, int | None]:
     return state.get("Status", "unknown"), state.get("ExitCode")
 
 
-async def _answers(ctx: ActionContext, url: str) -> tuple[bool, str]:
-    # 429 counts: as coded, the prover's rate limiter also covers /health, and a limited answer
-    # still proves the server is up (reference section 1.1).
-    try:
-        response = await ctx.http.get(url, timeout=2.0)
-    except httpx.HTTPError as exc:
-        return False, type(exc).__name__
-    if response.status_code in (200, 429):
-        return True, f"HTTP {response.status_code}"
-    return False, f"HTTP {response.status_code}"
-
-
 async def _wait_healthy(
     ctx: ActionContext, plan: Plan, client: Any, ref: Mapping[str, Any], container_id: str, timeout: float
 ) -> None:
@@ -277,13 +260,6 @@ async def _wait_healthy(
         if plan.cancellable and ctx.cancel.is_set():
             raise _Cancelled(f"stopped waiting for {ref['container']} to answer /health")
         await asyncio.sleep(_POLL)
-
-
-def _health_timeout(params: Mapping[str, Any]) -> float:
-    raw = params.get("health_timeout", HEALTH_TIMEOUT)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 1 <= raw <= 600:
-        raise ActionError(f"health_timeout must be seconds between 1 and 600, not {raw!r}")
-    return float(raw)
 
 
 # --------------------------------------------------------------------------- container configs
@@ -542,13 +518,6 @@ class RestartContainer(_DockerAction):
         async for p in _restart_one(ctx, plan, client, ref, done, plan.params["health_timeout"]):
             yield p
         yield Outcome("succeeded", f"{ref['container']} restarted and answers /health", {"done": list(done)})
-
-
-async def _health_order(ctx: ActionContext, replicas: Sequence[_Replica]) -> list[_Replica]:
-    """Replicas that do not answer first: restarting them first never lowers the capacity."""
-    answers = await asyncio.gather(*(_answers(ctx, r.health_url) for r in replicas))
-    ranked = sorted(zip(replicas, answers), key=lambda pair: (pair[1][0], pair[0].number or 0))
-    return [r for r, _ in ranked]
 
 
 class RestartService(_DockerAction):
@@ -822,16 +791,6 @@ def _free_port(avoid: set[int]) -> int:
         if port not in avoid:
             avoid.add(port)
             return port
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _replace_flag(argv: Sequence[str], flag: str, value: str) -> tuple[list[str], bool]:

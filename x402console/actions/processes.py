@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 
+from x402console.actions.replica_ops import Cancelled as _Cancelled
+from x402console.actions.replica_ops import Failed as _Failed
+from x402console.actions.replica_ops import answers as _answers
+from x402console.actions.replica_ops import health_order as _health_order
+from x402console.actions.replica_ops import health_timeout as _health_timeout
+from x402console.actions.replica_ops import port_free as _port_free
 from x402console.actions.base import (
     Action,
     ActionContext,
@@ -58,7 +63,6 @@ __all__ = [
 ]
 
 STOP_TIMEOUT = 10.0  # docker stop's grace period, so both modes behave alike
-HEALTH_TIMEOUT = 60.0
 MAX_REPLICAS = 20
 _POLL = 0.1
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -66,14 +70,6 @@ _SECRET_FLAGS = ("--control-token",)
 # Started here and not yet reaped: keeping the Popen lets a later poll() collect the exit status,
 # so a stopped prover does not linger as a zombie that still looks alive in /proc.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-class _Failed(Exception):
-    """Ends a run with a failed Outcome; the message is for the operator."""
-
-
-class _Cancelled(Exception):
-    """The operator cancelled between two steps."""
 
 
 # --------------------------------------------------------------------------- runtime records
@@ -317,23 +313,6 @@ def _port_of(argv: Sequence[str]) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _health_timeout(params: Mapping[str, Any]) -> float:
-    raw = params.get("health_timeout", HEALTH_TIMEOUT)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 1 <= raw <= 600:
-        raise ActionError(f"health_timeout must be seconds between 1 and 600, not {raw!r}")
-    return float(raw)
-
-
 # --------------------------------------------------------------------------- stop and start
 
 
@@ -420,15 +399,6 @@ def _log_size(path: Path | None) -> int:
         return path.stat().st_size if path else 0
     except OSError:
         return 0
-
-
-async def _answers(ctx: ActionContext, url: str) -> tuple[bool, str]:
-    # 429 counts: as coded, the prover's rate limiter also covers /health (reference 1.1).
-    try:
-        response = await ctx.http.get(url, timeout=2.0)
-    except httpx.HTTPError as exc:
-        return False, type(exc).__name__
-    return response.status_code in (200, 429), f"HTTP {response.status_code}"
 
 
 async def _wait_healthy(ctx: ActionContext, plan: Plan, p: _Proc, pid: int, start: int | None,
@@ -636,13 +606,6 @@ class RecreateProcess(RestartProcess):
     def _extra_warnings(self) -> tuple[str, ...]:
         return ("a process has no container to rebuild: recreate is a restart with the same command line "
                 "(the runbook's `docker-compose up -d --force-recreate` applies to containers)",)
-
-
-async def _health_order(ctx: ActionContext, procs: Sequence[_Proc]) -> list[_Proc]:
-    """Replicas that do not answer go first: restarting them never lowers the capacity."""
-    answers = await asyncio.gather(*(_answers(ctx, p.health_url) for p in procs))
-    ranked = sorted(zip(procs, answers), key=lambda pair: (pair[1][0], pair[0].number or 0))
-    return [p for p, _ in ranked]
 
 
 class RestartProcesses(_ProcessAction):
