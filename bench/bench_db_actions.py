@@ -1,6 +1,7 @@
 """proofs.db maintenance while the prover writes: the console's actions against the runbook's.
 
 Run: .venv/bin/python bench/bench_db_actions.py [--quick] [--rows 1000000] [--backup-mb 1024]
+                                                [--methods control,console,runbook] [--control-seconds 60]
                                                 [--rate 20] [--baseline 8] [--runs 1] [--cp-runs 3]
                                                 [--workdir /tmp] [--skip-delete] [--skip-backup]
 
@@ -9,15 +10,20 @@ Run: .venv/bin/python bench/bench_db_actions.py [--quick] [--rows 1000000] [--ba
    process, each from one of ~760 documentation addresses in X-Forwarded-For, so the 10/min
    limit never answers) and a
    separate writer process doing one INSERT per transaction every 50 ms (the prover's own write
-   pattern) with a 60 s busy timeout, timing each. Compared, on identical copies of the same
-   file in the same run:
+   pattern) with a 60 s busy timeout, timing each, and within each the wait for the write lock
+   (it takes the lock with BEGIN IMMEDIATE first) apart from its own INSERT and commit.
+   Compared, on identical copies of the same file in the same run:
+     - control: the same load for --control-seconds with nothing else touching the file (how
+       long writes take by themselves on this disk: the noise floor);
      - the console's db.delete_expired (batches by id range, each its own short transaction);
      - the runbook's single `DELETE FROM proofs WHERE expires_at < datetime('now')`.
-   "Stall" is measured two ways: the longest INSERT of the writer process during the delete
-   (the direct figure), and the longest /generate-proof latency during the delete minus the
-   median latency before it (the prover's prove step alone varies by 40-150 ms, so this one
-   has that much noise). Also: total time, prover writes that failed ("Failed to store proof",
-   after the prover's 5 s busy timeout), non-200 answers. Goal: longest write stall <= 100 ms.
+   "Stall" is measured three ways: the longest wait of the writer for the write lock (what the
+   delete holding the lock costs a write: the figure the goal is about), the longest INSERT in
+   total (that wait plus its own commit, whose fsyncs a loaded disk slows), and the longest
+   /generate-proof latency during the delete minus the median latency before it (the prover's
+   prove step alone varies by 40-150 ms, so this one has that much noise). Also: total time,
+   prover writes that failed ("Failed to store proof", after the prover's 5 s busy timeout),
+   non-200 answers. Goal: longest write stall <= 100 ms.
 
 2. Backing up a ~1 GB proofs.db (large proof texts) while it is being written, same load:
      - the console's db.backup as it is by default (SQLite online backup API in paced steps; in
@@ -96,6 +102,7 @@ class Sample:
     at: float  # monotonic time the request / statement started
     seconds: float
     ok: bool
+    lock_wait: float = 0.0  # writer only: time spent waiting for the write lock (BEGIN IMMEDIATE)
 
 
 LOAD_SCRIPT = r"""
@@ -104,9 +111,9 @@ sys.path.insert(0, sys.argv[1])
 kind, target, rate, max_seconds = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 out_lock = threading.Lock()
 
-def emit(at, seconds, ok):
+def emit(at, seconds, ok, lock_wait=0.0):
     with out_lock:
-        sys.stdout.write(f"{at:.6f} {seconds:.6f} {int(ok)}\n")
+        sys.stdout.write(f"{at:.6f} {seconds:.6f} {int(ok)} {lock_wait:.6f}\n")
         sys.stdout.flush()
 
 stop = threading.Event()
@@ -118,15 +125,25 @@ if kind == "writer":
     while not stop.is_set() and time.monotonic() - start < max_seconds:
         n += 1
         t0 = time.monotonic()
+        locked = t0
         try:
+            # The prover's write is one INSERT in its own transaction; taking the write lock
+            # first (BEGIN IMMEDIATE) changes nothing for it and splits its time in two: the wait
+            # for the lock (what another writer, such as the delete, costs it) and its own
+            # INSERT and commit (its fsyncs, which a loaded disk slows down).
+            con.execute("BEGIN IMMEDIATE")
+            locked = time.monotonic()
             con.execute(
                 "INSERT OR REPLACE INTO proofs (request_hash, proof, public_inputs, client_ip, generation_time_ms,"
                 " expires_at) VALUES (?, ?, '[]', '192.0.2.250', 60, datetime('now', '+1 hour'))",
                 (f"writer-{os.getpid()}-{n}", "x" * 600))
+            con.execute("COMMIT")
             ok = True
         except sqlite3.Error:
             ok = False
-        emit(t0, time.monotonic() - t0, ok)
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        emit(t0, time.monotonic() - t0, ok, locked - t0)
         stop.wait(max(0.0, t0 + 1.0 / rate - time.monotonic()))
 else:
     import httpx
@@ -178,8 +195,8 @@ class Sampler:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            at, seconds, ok = line.split()
-            self.samples.append(Sample(float(at), float(seconds), ok == "1"))
+            at, seconds, ok, lock_wait = line.split()
+            self.samples.append(Sample(float(at), float(seconds), ok == "1", float(lock_wait)))
 
     def stop(self) -> None:
         try:
@@ -211,6 +228,10 @@ class Measured:
     label: str
     seconds: float
     writer_max: float
+    writer_wait_max: float
+    writer_wait_p99: float
+    writer_wait_over_100ms: int
+    writer_own_max: float
     writer_base_max: float
     writer_failed: int
     writer_p99: float
@@ -261,6 +282,10 @@ class Loaded:
             label=label,
             seconds=end - start,
             writer_max=max((s.seconds for s in w_during), default=float("nan")),
+            writer_wait_max=max((s.lock_wait for s in w_during), default=float("nan")),
+            writer_wait_p99=pct([s.lock_wait for s in w_during], 0.99),
+            writer_wait_over_100ms=sum(1 for s in w_during if s.lock_wait > 0.1),
+            writer_own_max=max((s.seconds - s.lock_wait for s in w_during), default=float("nan")),
             writer_base_max=max((s.seconds for s in w_before), default=float("nan")),
             writer_failed=sum(1 for s in w_during if not s.ok),
             writer_p99=pct([s.seconds for s in w_during], 0.99),
@@ -382,8 +407,8 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
     build_expired(template, args.rows)
     os.sync()
     print(f"built {template.name}: {template.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - t0:.1f}s")
-    results: dict[str, list[Measured]] = {"console": [], "runbook": []}
-    methods = [m for m in ("console", "runbook") if m in args.methods.split(",")]
+    results: dict[str, list[Measured]] = {"control": [], "console": [], "runbook": []}
+    methods = [m for m in ("control", "console", "runbook") if m in args.methods.split(",")]
     for run in range(args.runs):
         for method in methods if run % 2 == 0 else methods[::-1]:
             state = work / f"delete-{method}-{run}"
@@ -395,7 +420,12 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
                 time.sleep(args.baseline)
                 failures = store_failures(env.sim)
                 start = time.monotonic()
-                if method == "console":
+                if method == "control":
+                    # The same load for a while with nothing else on the file: how long the
+                    # writer's INSERTs and lock waits get by themselves on this disk.
+                    time.sleep(args.control_seconds)
+                    details = {"deleted": 0}
+                elif method == "console":
                     details = asyncio.run(console_delete(db, args.batch, args.batch_target_ms, args.pause_factor))
                 else:
                     details = single_delete(db)
@@ -405,15 +435,16 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             left = sqlite3.connect(db).execute("SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')").fetchone()[0]
             m.extra["expired_left"] = left
             results[method].append(m)
-            extra = (f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms"
-                     if method == "console" else "one statement")
+            extra = {"console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms",
+                     "runbook": "one statement", "control": "no delete, load only"}[method]
             print(f"  run {run + 1} {method:8s}: {details['deleted']:,} rows in {m.seconds:.1f}s ({extra}); "
                   f"writer max {ms(m.writer_max)} (before: {ms(m.writer_base_max)}), "
                   f"client max {ms(m.client_max)} (median before {ms(m.client_base_median)}), "
                   f"store failures {m.store_failures}, non-200 {m.non_200}, expired left {left}")
             shutil.rmtree(state, ignore_errors=True)
     template.unlink()
-    report(results, {"console": "console: db.delete_expired (batches)", "runbook": "runbook: one DELETE statement"})
+    report(results, {"control": "control: load only, no delete", "console": "console: db.delete_expired (batches)",
+                     "runbook": "runbook: one DELETE statement"})
 
 
 def report(results: dict[str, list[Measured]], labels: dict[str, str]) -> None:
@@ -430,6 +461,10 @@ def report(results: dict[str, list[Measured]], labels: dict[str, str]) -> None:
         ["total time", *(f"{med([m.seconds for m in results[k]]):.1f} s" for k in results)],
         ["longest writer INSERT during", *(col(results[k], lambda m: m.writer_max) for k in results)],
         ["  (longest before, baseline)", *(col(results[k], lambda m: m.writer_base_max) for k in results)],
+        ["longest wait for the write lock", *(col(results[k], lambda m: m.writer_wait_max) for k in results)],
+        ["  wait for the lock p99", *(col(results[k], lambda m: m.writer_wait_p99) for k in results)],
+        ["  waits over 100 ms", *(num(results[k], lambda m: m.writer_wait_over_100ms) for k in results)],
+        ["longest own INSERT + commit", *(col(results[k], lambda m: m.writer_own_max) for k in results)],
         ["  writer INSERT p99 during", *(col(results[k], lambda m: m.writer_p99) for k in results)],
         ["  writer INSERTs over 100 ms / all", *(f"{med([m.writer_over_100ms for m in results[k]]):g} / "
                                                  f"{med([m.writer_count for m in results[k]]):g}" for k in results)],
@@ -557,7 +592,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="lock time per delete batch (default: the action's own)")
     p.add_argument("--pause-factor", type=float, default=None,
                    help="pause after a delete batch, in multiples of its lock time (default: the action's own)")
-    p.add_argument("--methods", default="console,runbook", help="delete methods to run (console,runbook)")
+    p.add_argument("--methods", default="control,console,runbook",
+                   help="delete methods to run (control = the same load without a delete, console, runbook)")
+    p.add_argument("--control-seconds", type=float, default=60.0, help="length of the control span (default 60)")
     p.add_argument("--baseline", type=float, default=None, help="seconds of load before each measurement")
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--cp-runs", type=int, default=3)

@@ -112,6 +112,63 @@ async def test_run_stops_promptly():
     await asyncio.wait_for(task, 1.0)
 
 
+class CountingBatcher(LogBatcher):
+    takes = 0
+
+    def take(self):
+        self.takes += 1
+        return super().take()
+
+
+async def test_idle_run_does_not_tick():
+    # An idle console must cost nothing: with no records the loop never wakes to look.
+    b = CountingBatcher(interval=0.01)
+    stop = asyncio.Event()
+    got = []
+    task = asyncio.create_task(b.run(got.append, stop))
+    await asyncio.sleep(0.3)
+    assert b.takes == 0 and got == []
+    threading.Thread(target=b.put_many, args=(range(3),)).start()
+    for _ in range(200):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    assert [r for x in got for r in x.records] == [0, 1, 2]
+    takes = b.takes
+    await asyncio.sleep(0.3)
+    assert b.takes == takes  # asleep again once the queue is empty
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def test_records_put_before_run_are_delivered_and_a_trickle_is_batched():
+    b = LogBatcher(interval=0.2)
+    b.put_many(["early"])
+    got = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(b.run(got.append, stop))
+    await asyncio.sleep(0.05)
+    b.put("second")  # inside the gathering interval: leaves with the first
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    assert [x.records for x in got] == [("early", "second")]
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def test_stop_during_the_gathering_interval_is_prompt():
+    b = LogBatcher(interval=10.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(b.run(lambda batch: None, stop))
+    await asyncio.sleep(0.01)
+    b.put("x")
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+
+
 # --------------------------------------------------------------------------- docker timestamps
 
 

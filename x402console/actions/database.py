@@ -55,6 +55,12 @@ MIN_BATCH = 50
 # before that poll, and the write starves for many batches; a gap as long as the wait it had
 # means its next poll finds the database free.
 BATCH_PAUSE_S = 0.025
+# When another writer holds the lock as a batch starts, the batch waits its turn behind every
+# write already queued: 30 ms, doubling up to 240 ms, and only after YIELD_AT_MOST_S of being
+# refused does it queue for the lock itself (a database that is never free must still be cleaned).
+YIELD_FIRST_S = 0.03
+YIELD_MAX_S = 0.24
+YIELD_AT_MOST_S = 10.0
 HEALTH_PROBE_TIMEOUT_S = 2.0
 # The longest a rollback-mode backup may block the prover's writes by default: well inside the
 # 5 s busy timeout after which the prover gives a write up.
@@ -357,7 +363,8 @@ class _DeleteAction(DatabaseAction):
                 PlanStep(
                     f"Delete {self.describe(checked)} in batches by id range, each its own short transaction sized to "
                     f"hold the lock about {self.batch_target_s * 1000:.0f} ms (at most {batch} ids), pausing at least as "
-                    f"long as each batch took (and {self.pause_s * 1000:.0f} ms or more) so the prover's writes get in "
+                    f"long as each batch took (and {self.pause_s * 1000:.0f} ms or more) so the prover's writes get in, "
+                    f"and giving way (30-240 ms) whenever another writer holds the lock as a batch starts "
                     f"(equivalent to the runbook's single DELETE ... WHERE {literal})",
                     f"sqlite3 {_q(db)} \"DELETE FROM proofs WHERE id >= :lo AND id < :lo + {batch} AND {literal};\""
                     "   # repeated for each batch",
@@ -384,9 +391,11 @@ class _DeleteAction(DatabaseAction):
         except sqlite3.Error as exc:
             yield _failure(db, exc, self.title)
             return
-        deleted = batches = 0
+        deleted = batches = yielded = 0
         longest = 0.0
         width = min(max_width, FIRST_BATCH)
+        refused_since: float | None = None
+        retry = YIELD_FIRST_S
         try:
             try:
                 bounds = await asyncio.to_thread(ops.id_bounds, con)
@@ -410,7 +419,20 @@ class _DeleteAction(DatabaseAction):
                     return
                 hi = lo + width
                 try:
-                    n, took = await asyncio.to_thread(ops.delete_batch, con, lo, hi, condition, cparams)
+                    got = await asyncio.to_thread(ops.delete_batch, con, lo, hi, condition, cparams,
+                                                  wait_for_lock=refused_since is not None
+                                                  and time.monotonic() - refused_since >= YIELD_AT_MOST_S)
+                    if got is None:
+                        # Another writer holds the lock: let it and any write queued behind it
+                        # finish before trying again (see ops.take_write_lock_if_free).
+                        yielded += 1
+                        if refused_since is None:
+                            refused_since, retry = time.monotonic(), YIELD_FIRST_S
+                        await asyncio.sleep(retry)
+                        retry = min(YIELD_MAX_S, retry * 2)
+                        continue
+                    refused_since = None
+                    n, took = got
                 except sqlite3.Error as exc:
                     outcome = _failure(db, exc, self.title)
                     yield Outcome("failed", f"{outcome.summary} (after {deleted} rows in {batches} batches, which stay deleted)",
@@ -432,8 +454,8 @@ class _DeleteAction(DatabaseAction):
         yield Outcome(
             "succeeded",
             f"deleted {deleted} {self.describe(plan.params)} in {batches} batches, {seconds:.1f}s "
-            f"(longest batch {longest * 1000:.0f} ms)",
-            _delete_details(deleted, batches, seconds, longest, max_width, None, high),
+            f"(longest batch {longest * 1000:.0f} ms; gave way to other writers {yielded} times)",
+            {**_delete_details(deleted, batches, seconds, longest, max_width, None, high), "yielded": yielded},
         )
 
 

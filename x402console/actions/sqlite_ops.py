@@ -156,14 +156,50 @@ def count_within(con: sqlite3.Connection, sql: str, params: tuple = (), budget_s
         con.set_progress_handler(None, 0)
 
 
-def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, params: tuple = ()) -> tuple[int, float]:
+def take_write_lock_if_free(con: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_S) -> bool:
+    """BEGIN IMMEDIATE without waiting: False (no transaction open) when another writer holds
+    the lock.
+
+    A maintenance job must not queue for the lock like a prover write does. SQLite's busy
+    handler polls at growing intervals (1, 2, 5, 10 ... 100 ms), so a prover write that has been
+    waiting for a while sleeps long between polls, and a job polling from scratch would win the
+    lock off it again and again. Refused, the job backs off instead and lets the waiting writes
+    go first.
+    """
+    con.execute("PRAGMA busy_timeout = 0")
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError as exc:
+        if is_busy(exc):
+            return False
+        raise
+    finally:
+        # The COMMIT may still wait briefly for readers to finish (the EXCLUSIVE lock).
+        con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, params: tuple = (),
+                 *, wait_for_lock: bool = True) -> tuple[int, float] | None:
     """Delete the proofs with lo <= id < hi matching `condition`, in one short transaction.
 
-    BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout for the
-    prover's own write to finish) so the statement never fails half-way on a lock upgrade.
-    Returns (rows deleted, seconds the write lock was held).
+    The write lock is taken up front (BEGIN IMMEDIATE) so the statement never fails half-way on
+    a lock upgrade: waiting up to the busy timeout for it, or, with wait_for_lock=False, not at
+    all (None when another writer holds it). Returns (rows deleted, seconds the write lock was
+    held).
     """
-    con.execute("BEGIN IMMEDIATE")
+    if wait_for_lock:
+        con.execute("BEGIN IMMEDIATE")
+    elif not take_write_lock_if_free(con):
+        return None
     locked = time.monotonic()
     try:
         n = con.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -898,6 +899,19 @@ class Journal:
             return _operator(got)
 
         return await self._write(body)
+
+    def files_signature(self) -> tuple[tuple[int, int], ...]:
+        """(mtime_ns, size) of the journal file and its WAL: a commit by any console changes
+        one of them, so a poller can skip its query (a thread hop and a read transaction) while
+        this stays the same. Missing files count as (0, 0)."""
+        out = []
+        for p in (self.path, Path(f"{self.path}-wal")):
+            try:
+                st = os.stat(p)
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((0, 0))
+        return tuple(out)
 
     async def heartbeat(self) -> bool:
         """Refresh this console's last_seen; False when it never registered."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, TypeVar
 
 if TYPE_CHECKING:
@@ -73,6 +74,21 @@ class Backoff:
         self._failures = 0
 
 
+# One waiter per stop event, shared by every sleep on it: the sources sleep several times a
+# second between polls, and a task per sleep (what wait_for(stop.wait()) costs) was a visible
+# part of an idle console's CPU.
+_stop_waiters: "weakref.WeakKeyDictionary[asyncio.Event, asyncio.Future]" = weakref.WeakKeyDictionary()
+
+
+def _stop_waiter(stop: asyncio.Event) -> asyncio.Future:
+    """A future that completes when ``stop`` is set (made once per event and loop)."""
+    fut = _stop_waiters.get(stop)
+    if fut is None or fut.done() or fut.get_loop() is not asyncio.get_running_loop():
+        fut = asyncio.ensure_future(stop.wait())
+        _stop_waiters[stop] = fut
+    return fut
+
+
 async def sleep_or_stop(stop: asyncio.Event, delay: float) -> bool:
     """Wait ``delay`` seconds or until ``stop`` is set; True when stopped."""
     if stop.is_set():
@@ -80,11 +96,9 @@ async def sleep_or_stop(stop: asyncio.Event, delay: float) -> bool:
     if delay <= 0:
         await asyncio.sleep(0)
         return stop.is_set()
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=delay)
-    except asyncio.TimeoutError:
-        return False
-    return True
+    # asyncio.wait neither cancels the shared waiter on timeout nor wraps it in a new task.
+    await asyncio.wait((_stop_waiter(stop),), timeout=delay)
+    return stop.is_set()
 
 
 async def unless_stopped(stop: asyncio.Event, work: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
@@ -96,15 +110,12 @@ async def unless_stopped(stop: asyncio.Event, work: Callable[[], Awaitable[T]]) 
     if stop.is_set():
         return False, None
     task: asyncio.Task = asyncio.ensure_future(work())
-    stopper = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((task, _stop_waiter(stop)), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()
-        stopper.cancel()
         raise
     if task.done():
-        stopper.cancel()
         return True, task.result()
     task.cancel()
     try:

@@ -178,13 +178,17 @@ class LogBatcher:
         wake = None
         with self._lock:
             pending = self._pending
+            was_empty = not pending and not self._dropped
             for record in records:
                 if len(pending) >= self.capacity:
                     pending.popleft()
                     self._dropped += 1
                     self.total_dropped += 1
                 pending.append(record)
-            if len(pending) >= self.max_batch and not self._woken and self._wake is not None:
+            # The loop sleeps until told: on the first record into an empty queue (it then waits
+            # one interval to gather more) and again when a full batch is waiting.
+            full = len(pending) >= self.max_batch
+            if pending and (was_empty or full) and not self._woken and self._wake is not None:
                 self._woken = True
                 wake = self._wake
         if wake is not None:
@@ -206,6 +210,9 @@ class LogBatcher:
             return len(self._pending)
 
     async def run(self, sink: Callable[[LogBatch], None], stop: asyncio.Event) -> None:
+        """Sends batches until `stop`. An idle console must cost nothing here, so the loop does
+        not tick: it sleeps until put_many() wakes it, then waits one interval (unless a full
+        batch is already waiting) so that a trickle of lines leaves as one batch."""
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
@@ -215,16 +222,22 @@ class LogBatcher:
             except RuntimeError:
                 pass
 
-        self._wake = wake
+        with self._lock:
+            self._wake = wake
+            self._woken = bool(self._pending or self._dropped)
+        if self._woken:
+            ready.set()  # records put before run() started
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 waiter = asyncio.ensure_future(ready.wait())
-                await asyncio.wait((waiter, stopper), timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                ready.clear()
                 if stop.is_set():
                     break
+                if len(self) < self.max_batch:
+                    await asyncio.wait((stopper,), timeout=self.interval)
+                ready.clear()
                 # Full batches go out back to back, yielding between them so the UI keeps up.
                 while (batch := self.take()) is not None:
                     try:

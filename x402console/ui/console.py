@@ -64,6 +64,8 @@ APP_ACTIONS = {c.action.split("(")[0] for c in APP_COMMANDS}
 COMPACT_WIDTH = 140
 HANGUP_GRACE_SECONDS = 6.0  # time for a normal exit before the watchdog ends the process
 COMPACT_HEIGHT = 40
+JOURNAL_HEARTBEAT_S = 10.0  # operators.last_seen: how another console tells a live one from a dead one
+JOURNAL_FULL_POLL_S = 5.0  # the journal query runs at least this often even when its files look unchanged
 
 
 class ConsoleApp(IncidentOps, App):
@@ -90,7 +92,8 @@ class ConsoleApp(IncidentOps, App):
         self.incidents: tuple = ()
         self.focus_incident_id: int | None = None
         self._last_event_id = 0
-        self._polls = 0
+        self._journal_signature: tuple = ()
+        self._last_journal_query = self._last_heartbeat = -1e9
         self._dirty: set[str] = set(HEALTH_TOPICS | METRIC_TOPICS)
         self.compact = False
         self._urgent = True
@@ -408,15 +411,26 @@ class ConsoleApp(IncidentOps, App):
         pane.show_state(self.focus_incident_id, {k: v.checked for k, v in state.items()})
 
     async def _poll_journal(self) -> None:
-        """Pick up what other consoles on the same journal did (and our own commits)."""
+        """Pick up what other consoles on the same journal did (and our own commits).
+
+        Every commit changes the journal's file or its WAL, so while their size and mtime stay
+        the same the query is skipped: an idle console then costs two stat() calls a second.
+        The query still runs every JOURNAL_FULL_POLL_S in case a change kept both (a WAL reset
+        to the same size within one clock tick)."""
         if self.journal is None:
             return
+        now = time.monotonic()
         try:
-            events = await self.journal.events_after(self._last_event_id)
-            self._polls += 1
-            if self._polls % 10 == 1:
+            if now - self._last_heartbeat >= JOURNAL_HEARTBEAT_S:
                 # A write: every 10 s is enough to tell a live console from a dead one.
+                self._last_heartbeat = now
                 await self.journal.heartbeat()
+            signature = self.journal.files_signature()
+            if signature == self._journal_signature and now - self._last_journal_query < JOURNAL_FULL_POLL_S:
+                return
+            self._last_journal_query = now
+            events = await self.journal.events_after(self._last_event_id)
+            self._journal_signature = signature
         except Exception as exc:  # a locked or vanished journal must not take the UI down
             self.journal_error = str(exc)
             return

@@ -228,12 +228,15 @@ class LogPane(Vertical):
         yield self.status
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self._tick)
+        self._own_tick = self.set_interval(1.0, self._tick)
         self._flush()
 
     def _tick(self) -> None:
         if self.shared_tick:
-            return  # the app's refresh tick calls frame_tick() inside its one screen update
+            # The app's refresh tick calls frame_tick() inside its one screen update: this
+            # pane's own timer is not needed any more.
+            self._own_tick.stop()
+            return
         self.frame_tick()
 
     def mark_stale(self) -> None:

@@ -73,7 +73,14 @@ class TopClientsPanel(Widget):
         self.limit = limit
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self._tick)
+        self._timer = None
+        if self.display:
+            self._start_ticking()
+
+    def _start_ticking(self) -> None:
+        # Only a shown panel ticks: hidden (the default) it costs no timer at all.
+        if self._timer is None:
+            self._timer = self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
         if self.display:
@@ -83,7 +90,11 @@ class TopClientsPanel(Widget):
         """Show or hide; returns whether it is now shown."""
         self.display = not self.display
         if self.display:
+            self._start_ticking()
             self.refresh()
+        elif self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         return bool(self.display)
 
     def rows(self) -> list[ClientCount]:
