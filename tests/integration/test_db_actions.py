@@ -174,6 +174,38 @@ async def test_delete_expired_in_batches_while_the_prover_writes(writing_sim: Ru
     assert store_failures(writing_sim) == []
 
 
+async def test_delete_gives_way_while_another_writer_holds_the_lock(tmp_path: Path, reg: Registry) -> None:
+    from x402console.actions import sqlite_ops
+
+    from x402console.drill.sim.store import SCHEMA
+
+    db = tmp_path / "proofs.db"
+    setup = sqlite3.connect(db)
+    setup.executescript(SCHEMA)
+    setup.close()
+    seed(db, 3_000, expires="datetime('now', '-2 hours')")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # a prover write in progress
+    con = sqlite_ops.connect(db, readonly=False)
+    try:
+        started = time.monotonic()
+        assert sqlite_ops.delete_batch(con, 0, 10**9, "1", wait_for_lock=False) is None
+        assert time.monotonic() - started < 1.0  # refused at once, not after the busy timeout
+        assert not con.in_transaction
+    finally:
+        con.close()
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        outcome = await run_action(reg, "db.delete_expired", settings_for(db))
+    finally:
+        release.join()
+        holder.close()
+    assert outcome.status == "succeeded", outcome
+    assert outcome.details["deleted"] == 3_000
+    assert outcome.details["yielded"] >= 1
+
+
 async def test_delete_older_than_n_days_keeps_newer_rows(writing_sim: RunningSim, reg: Registry) -> None:
     db = writing_sim.db_path
     seed(db, 4000, expires="datetime('now', '+1 hour')", created="datetime('now', '-10 days')", tag="old")

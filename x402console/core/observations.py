@@ -107,12 +107,19 @@ class ObservationStore:
         if isinstance(snap, FleetMetrics):
             self._apply_metrics(snap)
             return {T_METRICS}
+        # Sources repeat an unchanged status on every poll; only a change is news for the panes
+        # (a topic returned here makes the next frame redraw them at once).
         if isinstance(snap, ComponentState):
+            before = self.components.get(snap.name)
             self.components[snap.name] = snap
-            return {T_COMPONENTS}
+            same = before is not None and (before.ok, before.detail) == (snap.ok, snap.detail)
+            return set() if same else {T_COMPONENTS}
         if isinstance(snap, SourceStatus):
+            before = self.sources.get(snap.name)
             self.sources[snap.name] = snap
-            return {T_SOURCES}
+            same = before is not None and (before.ok, before.error, before.retry_in, before.attempts) == (
+                snap.ok, snap.error, snap.retry_in, snap.attempts)
+            return set() if same else {T_SOURCES}
         kind = type(snap).__name__
         if kind == "AlertsSnapshot":
             self.alerts = tuple(getattr(snap, "alerts", ()))

@@ -10,8 +10,10 @@ scheduled `ui.refresh_seconds` after the last finished.
 
 FileLogSource follows log files like `tail -F`: it starts with the last ~200 lines, follows
 appends, and reopens the path when the file is truncated or replaced (rotation: a new inode).
-Linux reports regular files as always readable to select/poll/epoll (toolong issue #17), so an
-idle file is polled every 50 ms instead; reads are 64 KiB at a time.
+Linux reports regular files as always readable to select/poll/epoll (toolong issue #17), so the
+follower sleeps on an inotify watch of the files' directories (file_wake.py) and reads when one
+changes, looking by itself at least once a second; where inotify is unavailable, or a file is not
+there yet, it polls every 50-250 ms instead. Reads are 64 KiB at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from x402console.settings.model import Replica, Settings
 from x402console.sources.backoff import Backoff, sleep_or_stop
+from x402console.sources.file_wake import FileWake
 from x402console.sources.logbatch import MAX_LINE_BYTES, LineSplitter, LogBatcher, ThreadBridge
 from x402console.sources.logparse import parse_log_line
 from x402console.sources.models import RuntimeState, SourceStatus
@@ -47,6 +50,8 @@ CHUNK = 64 * 1024
 IDLE_POLL = 0.05
 # Polling a quiet file every 50 ms costs CPU for nothing: back off to this while nothing arrives.
 IDLE_POLL_MAX = 0.25
+# With inotify waking the follower, it still looks at its files this often by itself.
+WAKE_FALLBACK_S = 1.0
 DEFAULT_TAIL = 200
 _MAX_TAIL_SCAN = 4 * 1024 * 1024  # how far back from the end the initial tail may look
 _CHUNKS_PER_POLL = 16  # one busy file cannot starve the others of the same source
@@ -363,6 +368,7 @@ class FileLogSource:
         self.max_line_length = settings.ui.max_line_length
         self.batcher = LogBatcher(capacity or settings.ui.log_buffer_lines, max_batch, flush_interval)
         self._stopping = threading.Event()
+        self._wake: FileWake | None = None
 
     async def run(self, sink: Any, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -375,6 +381,9 @@ class FileLogSource:
         finally:
             bridge.close()
             self._stopping.set()
+            wake = self._wake
+            if wake is not None:
+                wake.interrupt()
             if thread.is_alive():
                 await asyncio.to_thread(thread.join, 1.5)
 
@@ -383,6 +392,8 @@ class FileLogSource:
         backoffs = {name: Backoff(1.0, 2.0, 30.0) for name, _ in tailers}
         retry_at = {name: 0.0 for name, _ in tailers}
         healthy: dict[str, bool | None] = {name: None for name, _ in tailers}
+        # Watched before the first read, so a write between a read and the wait still wakes it.
+        wake = self._wake = FileWake(t.path for _, t in tailers)
         try:
             quiet = 0
             while not self._stopping.is_set():
@@ -414,10 +425,15 @@ class FileLogSource:
                         )
                 if busy:
                     quiet = 0
+                elif wake.watching and all(t.is_open for _, t in tailers):
+                    # inotify says when to read; the timeout keeps the rotation checks going.
+                    wake.wait(WAKE_FALLBACK_S)
                 else:
                     quiet += 1
                     # 50 ms right after data (a burst usually continues), up to 250 ms when quiet.
                     self._stopping.wait(min(IDLE_POLL_MAX, self.idle_poll * (1 + quiet // 4)))
         finally:
+            self._wake = None
+            wake.close()
             for _, tailer in tailers:
                 tailer.close()

@@ -54,9 +54,10 @@ CSS_FILE = Path(__file__).resolve().parents[2] / "css" / "console.tcss"
 HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOURCES}
 METRIC_TOPICS = {T_METRICS, T_ALERTS, T_SOURCES}
 # Samples that move every second without changing what the operator must do (latency, CPU %,
-# rates): their panes are redrawn every other refresh. Everything else (a replica set change,
-# a health flip, an alert, a failing source) is drawn on the next refresh.
-ROUTINE_TOPICS = {T_HEALTH, T_RUNTIME, T_METRICS}
+# rates, nginx answer time): their panes are redrawn every other refresh. Everything else (a replica set change,
+# a health or component up/down flip, an alert, a source failing or recovering) is drawn on the next
+# refresh.
+ROUTINE_TOPICS = {T_HEALTH, T_RUNTIME, T_METRICS, T_COMPONENTS}
 PANES = ("health", "metrics", "logs", "checklist")
 DRILL_ACTIONS = {c.action for c in APP_COMMANDS if c.drill_only}
 APP_ACTIONS = {c.action.split("(")[0] for c in APP_COMMANDS}
@@ -254,7 +255,8 @@ class ConsoleApp(IncidentOps, App):
 
     def _panes_due(self) -> bool:
         now = time.monotonic()
-        flips = tuple(sorted((n, h.ok) for n, h in self.store.health.items()))
+        flips = (tuple(sorted((n, h.ok) for n, h in self.store.health.items())),
+                 tuple(sorted((n, c.ok) for n, c in self.store.components.items())))
         urgent = self._urgent or bool(self._dirty - ROUTINE_TOPICS) or flips != self._drawn_flips
         if not urgent and now - self._panes_at < 1.9 * self.settings.ui.refresh_seconds:
             return False
