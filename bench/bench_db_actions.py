@@ -435,7 +435,10 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             left = sqlite3.connect(db).execute("SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')").fetchone()[0]
             m.extra["expired_left"] = left
             results[method].append(m)
-            extra = {"console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms",
+            extra = {"console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
+                                f"(statement {details.get('longest_statement_ms')} ms, commit "
+                                f"{details.get('longest_commit_ms')} ms), {details.get('interrupted')} statements "
+                                f"over budget, gave way {details.get('yielded')} times",
                      "runbook": "one statement", "control": "no delete, load only"}[method]
             print(f"  run {run + 1} {method:8s}: {details['deleted']:,} rows in {m.seconds:.1f}s ({extra}); "
                   f"writer max {ms(m.writer_max)} (before: {ms(m.writer_base_max)}), "

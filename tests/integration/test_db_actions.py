@@ -206,6 +206,33 @@ async def test_delete_gives_way_while_another_writer_holds_the_lock(tmp_path: Pa
     assert outcome.details["yielded"] >= 1
 
 
+def test_a_batch_over_its_statement_budget_is_rolled_back_and_frees_the_lock(tmp_path: Path) -> None:
+    from x402console.actions import sqlite_ops
+    from x402console.drill.sim.store import SCHEMA
+
+    db = tmp_path / "proofs.db"
+    setup = sqlite3.connect(db)
+    setup.executescript(SCHEMA)
+    setup.close()
+    seed(db, 20_000, expires="datetime('now', '-2 hours')")
+    con = sqlite_ops.connect(db, readonly=False)
+    try:
+        got = sqlite_ops.delete_batch(con, 0, 10**9, "1", wait_for_lock=False, statement_budget_s=0.0)
+        assert got is not None and got.interrupted and got.rows == 0
+        assert not con.in_transaction
+        # the lock is free: another writer gets it without waiting
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        other.close()
+        assert query(db, "SELECT COUNT(*) FROM proofs")[0] == 20_000
+        done = sqlite_ops.delete_batch(con, 0, 100, "1", wait_for_lock=False, statement_budget_s=10.0)
+        assert done is not None and not done.interrupted and done.rows == 99
+        assert 0 < done.statement_s <= done.lock_s
+    finally:
+        con.close()
+
+
 async def test_delete_older_than_n_days_keeps_newer_rows(writing_sim: RunningSim, reg: Registry) -> None:
     db = writing_sim.db_path
     seed(db, 4000, expires="datetime('now', '+1 hour')", created="datetime('now', '-10 days')", tag="old")

@@ -187,24 +187,48 @@ def is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+@dataclass
+class BatchResult:
+    rows: int
+    lock_s: float  # the write lock held, statement and commit
+    statement_s: float  # of which the DELETE statement (the rest is the commit: journal and fsyncs)
+    interrupted: bool = False  # the statement ran over its budget and was rolled back
+
+
 def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, params: tuple = (),
-                 *, wait_for_lock: bool = True) -> tuple[int, float] | None:
+                 *, wait_for_lock: bool = True, statement_budget_s: float | None = None) -> BatchResult | None:
     """Delete the proofs with lo <= id < hi matching `condition`, in one short transaction.
 
     The write lock is taken up front (BEGIN IMMEDIATE) so the statement never fails half-way on
     a lock upgrade: waiting up to the busy timeout for it, or, with wait_for_lock=False, not at
-    all (None when another writer holds it). Returns (rows deleted, seconds the write lock was
-    held).
+    all (None when another writer holds it). A statement that runs past `statement_budget_s`
+    is interrupted and the transaction rolled back (nothing deleted, `interrupted` set): the
+    lock is then released at once instead of being held through a slow batch.
     """
     if wait_for_lock:
         con.execute("BEGIN IMMEDIATE")
     elif not take_write_lock_if_free(con):
         return None
     locked = time.monotonic()
+    if statement_budget_s is not None:
+        deadline = locked + statement_budget_s
+        con.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 2_000)
     try:
-        n = con.execute(
-            f"DELETE FROM proofs WHERE id >= ? AND id < ? AND ({condition})", (lo, hi, *params)
-        ).rowcount
+        try:
+            n = con.execute(
+                f"DELETE FROM proofs WHERE id >= ? AND id < ? AND ({condition})", (lo, hi, *params)
+            ).rowcount
+        except sqlite3.OperationalError as exc:
+            if statement_budget_s is None or "interrupt" not in str(exc).lower():
+                raise
+            if con.in_transaction:  # SQLite rolls an interrupted write's transaction back itself
+                con.execute("ROLLBACK")
+            took = time.monotonic() - locked
+            return BatchResult(0, took, took, interrupted=True)
+        finally:
+            if statement_budget_s is not None:
+                con.set_progress_handler(None, 0)
+        statement = time.monotonic() - locked
         con.execute("COMMIT")
     except BaseException:
         try:
@@ -212,7 +236,7 @@ def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, para
         except sqlite3.Error:
             pass
         raise
-    return n, time.monotonic() - locked
+    return BatchResult(n, time.monotonic() - locked, statement)
 
 
 class LockBudgetExceeded(Exception):
