@@ -163,9 +163,11 @@ async def test_fetch_bounded_takes_the_lean_path_only_for_plain_gets() -> None:
             got = await fetch_bounded(client, "GET", srv.url, timeout=2, limit=100, headers={"X-A": "1"})
             assert got.body == b"fine"
             assert srv.connections == 1 and client.x402_lean._idle  # kept by the lean pool
+            assert not client.built  # no httpx client made (nor its imports' cost) for plain GETs
             # a POST goes through httpx (a second connection)
             got = await fetch_bounded(client, "POST", srv.url, timeout=2, limit=100, content=b"x")
             assert got.status_code == 200 and srv.connections == 2
+            assert client.built
         finally:
             await close_client(client)
         with pytest.raises(FetchError, match="line breaks"):

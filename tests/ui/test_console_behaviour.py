@@ -349,10 +349,26 @@ async def test_small_terminal_shows_one_pane_and_keys_switch(tmp_path: Path) -> 
         assert all(t in text for t in titles.values()), "a large terminal shows every pane"
 
 
+async def test_charts_come_with_the_first_metrics_or_empty_soon_after(tmp_path: Path) -> None:
+    app = ConsoleApp(settings_in(tmp_path), observe=False)
+    async with running(app, (160, 45)) as pilot:
+        await journal_ready(pilot, app)
+        if not app.query("#metrics PlotextPlot"):  # not yet: no metrics have arrived
+            await pilot.pause(3.0)
+        assert app.query("#metrics PlotextPlot"), "charts mounted without data after a while"
+    app = ConsoleApp(settings_in(tmp_path), observe=False)
+    async with running(app, (160, 45)) as pilot:
+        app._on_snapshot(FleetMetrics(time.time(), "scrape", proof_rate=5.0, rss_bytes={"prover-1": 3e7}))
+        await pilot.pause(0.5)
+        assert app.query("#metrics PlotextPlot"), "the first metrics bring the charts"
+
+
 async def test_m_in_the_metrics_pane_shows_the_other_charts(tmp_path: Path) -> None:
     app = ConsoleApp(settings_in(tmp_path), observe=False)
     async with running(app, (160, 45)) as pilot:
         await journal_ready(pilot, app)
+        app._on_snapshot(FleetMetrics(time.time(), "scrape", proof_rate=5.0, rss_bytes={"prover-1": 3e7}))
+        await pilot.pause(0.3)
         charts = lambda: [w.id for w in app.query("#metrics PlotextPlot") if w.display]  # noqa: E731
         before = charts()
         assert 0 < len(before) < 6, "not every chart fits at this size"

@@ -155,3 +155,11 @@ def test_usage_errors_in_the_wired_subcommand_exit_3(capsys):
     with pytest.raises(SystemExit) as exc:
         parent.parse_args(["status", "--window", "abc"])
     assert exc.value.code == 3
+
+
+def test_the_cli_exit_codes_are_the_reports() -> None:
+    # status/cli.py repeats them so that building the main parser stays cheap; they must agree.
+    from x402console.status import cli, report
+
+    assert (cli.EXIT_OK, cli.EXIT_DEGRADED, cli.EXIT_CRITICAL, cli.EXIT_UNOBSERVABLE) == (
+        report.EXIT_OK, report.EXIT_DEGRADED, report.EXIT_CRITICAL, report.EXIT_UNOBSERVABLE)

@@ -13,13 +13,15 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 
 from x402console.sources.backoff import sleep_or_stop, unless_stopped
 from x402console.sources.health import FetchError, Sink, fetch_bounded, make_client
 from x402console.sources.models import ComponentState, SourceStatus
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ComponentProbe", "DenyFileState", "read_deny_file"]
 

@@ -27,14 +27,16 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import httpx
 
 from x402console.sources.backoff import Backoff, sleep_or_stop
 from x402console.sources.components import ComponentProbe
 from x402console.sources.health import HealthProber, close_client, make_client
 from x402console.sources.models import ReplicaIdentity, ReplicaSet, SourceStatus
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Observatory", "static_replicas", "STOP_GRACE_SECONDS"]
 

@@ -17,15 +17,17 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Hashable, Mapping
 
-import httpx
 
 from x402console.sources.backoff import Backoff, ReplicaChains, sleep_or_stop, unless_stopped
 from x402console.sources.exposition import MAX_BYTES, Exposition, MetricFamily, histogram_buckets, parse_exposition
 from x402console.sources.health import FetchError, ReplicasProvider, Sink, fetch_bounded, make_client
 from x402console.sources.models import FleetMetrics, ReplicaIdentity, SourceStatus
 from x402console.sources.rates import CounterRate, error_ratio, histogram_quantile
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ReplicaReading", "read_exposition", "FleetWindow", "ScrapeSource", "VERIFICATION_FAILURES", "START_TIME"]
 

@@ -14,15 +14,9 @@ import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
-from x402console.status.report import (
-    EXIT_CRITICAL,
-    EXIT_DEGRADED,
-    EXIT_OK,
-    EXIT_UNOBSERVABLE,
-    build_report,
-    error_report,
-    render_text,
-)
+# The exit codes are report.py's; they are repeated here so that building the main parser (on
+# every start of the console) does not import the report and everything it needs (~25 ms).
+EXIT_OK, EXIT_DEGRADED, EXIT_CRITICAL, EXIT_UNOBSERVABLE = 0, 1, 2, 3
 
 __all__ = ["add_parser", "add_arguments", "build_parser", "run_status", "main", "HELP_EPILOG"]
 
@@ -100,6 +94,8 @@ def _emit(report: dict, as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
+        from x402console.status.report import render_text
+
         out.write(render_text(report))
     out.flush()
 
@@ -113,6 +109,8 @@ def _bad_number(name: str, value: float | None, low: float, high: float) -> str 
 
 
 def run_status(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    from x402console.status.report import build_report, error_report
+
     out = out or sys.stdout
     err = err or sys.stderr
     config = getattr(args, "config", None)

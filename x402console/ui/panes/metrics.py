@@ -28,6 +28,9 @@ CHART_MIN_INTERVAL = 1.9  # seconds between chart redraws, at least
 CHART_MAX_INTERVAL = 10.0
 
 
+CHARTS_WITHOUT_DATA_AFTER_S = 2.0
+
+
 class MetricsPane(Vertical, can_focus=True):
     BINDINGS = [Binding("m", "next_charts", "More charts", id="metrics.next_charts",
                         tooltip="Show the next charts when not all of them fit")]
@@ -61,12 +64,20 @@ class MetricsPane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(id="numbers")
-        # The chart widgets (and plotext, ~50 ms of imports) arrive after the first frame.
+        # The chart widgets (and plotext, ~50 ms of imports) arrive with the first metrics.
         yield Grid(id="charts")
         yield Static(id="alerts")
 
     def on_mount(self) -> None:
         self.render_store()
+        # With no metrics yet (sources slow or failing) the charts still come, empty, soon.
+        self.set_timer(CHARTS_WITHOUT_DATA_AFTER_S, self._mount_charts_anyway)
+
+    def _mount_charts_anyway(self) -> None:
+        grid = self.query_one("#charts", Grid)
+        if not self._charts_mounted and not self._charts_mounting and grid.display:
+            self._charts_mounting = True
+            self.call_after_refresh(self._mount_charts)
 
     async def _mount_charts(self) -> None:
         from textual_plotext import PlotextPlot
@@ -102,19 +113,24 @@ class MetricsPane(Vertical, can_focus=True):
     def render_store(self, charts: bool = True) -> None:
         self._set("#numbers", self._numbers())
         self._set("#alerts", self._alerts())
+        if not charts:
+            return
+        grid = self.query_one("#charts", Grid)
+        if not self._charts_mounted:
+            # Mounted once there is something to draw: before that their import and layout
+            # would only delay the sources' start (and so every pane's first data).
+            if not self._charts_mounting and self._has_data() and grid.display:
+                self._charts_mounting = True
+                self.call_after_refresh(self._mount_charts)
+            return
         now_mono = time.monotonic()
         # Charts span minutes and are the most expensive widgets on the screen: a braille dot
         # covers window/(2*width) seconds, so redrawing sooner than that moves nothing.
-        if not charts or now_mono - self._charts_at < self._chart_interval():
+        if now_mono - self._charts_at < self._chart_interval():
             return
         self._charts_at = now_mono
-        charts = self.query_one("#charts", Grid)
+        charts = grid
         if not charts.display:
-            return
-        if not self._charts_mounted:
-            if not self._charts_mounting:
-                self._charts_mounting = True
-                self.call_after_refresh(self._mount_charts)
             return
         slots = self._chart_slots()
         rows = max(1, (slots + 1) // 2)
@@ -130,6 +146,10 @@ class MetricsPane(Vertical, can_focus=True):
             self.border_subtitle = f"charts {len(visible)}/{len(CHARTS)} · m: more"
         else:
             self.border_subtitle = ""
+
+    def _has_data(self) -> bool:
+        store = self.store
+        return store.metrics is not None or any(s.points for s in store.series.values())
 
     def _chart_interval(self) -> float:
         width = max(10, self.query_one("#charts", Grid).size.width // 2)
