@@ -16,6 +16,8 @@ Run: .venv/bin/python bench/bench_db_actions.py [--quick] [--rows 1000000] [--ba
      - control: the same load for --control-seconds with nothing else touching the file (how
        long writes take by themselves on this disk: the noise floor);
      - the console's db.delete_expired (batches by id range, each its own short transaction);
+     - the same on a copy switched to WAL first (console-wal: what db.enable_wal does, the
+       runbook's own "Enable database WAL mode"), where a commit is one append to the WAL;
      - the runbook's single `DELETE FROM proofs WHERE expires_at < datetime('now')`.
    "Stall" is measured three ways: the longest wait of the writer for the write lock (what the
    delete holding the lock costs a write: the figure the goal is about), the longest INSERT in
@@ -407,14 +409,19 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
     build_expired(template, args.rows)
     os.sync()
     print(f"built {template.name}: {template.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - t0:.1f}s")
-    results: dict[str, list[Measured]] = {"control": [], "console": [], "runbook": []}
-    methods = [m for m in ("control", "console", "runbook") if m in args.methods.split(",")]
+    results: dict[str, list[Measured]] = {"control": [], "console": [], "console-wal": [], "runbook": []}
+    methods = [m for m in ("control", "console", "console-wal", "runbook") if m in args.methods.split(",")]
     for run in range(args.runs):
         for method in methods if run % 2 == 0 else methods[::-1]:
             state = work / f"delete-{method}-{run}"
             state.mkdir()
             db = state / "proofs.db"
             shutil.copyfile(template, db)
+            if method == "console-wal":
+                # What db.enable_wal does (the runbook's own prevention step), before the load starts.
+                wal = sqlite3.connect(db)
+                wal.execute("PRAGMA journal_mode=WAL")
+                wal.close()
             os.sync()  # write the copy out now, not while the delete is measured
             with Loaded(work, state, args.rate, max_seconds=3600, baseline=args.baseline) as env:
                 time.sleep(args.baseline)
@@ -425,7 +432,7 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
                     # writer's INSERTs and lock waits get by themselves on this disk.
                     time.sleep(args.control_seconds)
                     details = {"deleted": 0}
-                elif method == "console":
+                elif method in ("console", "console-wal"):
                     details = asyncio.run(console_delete(db, args.batch, args.batch_target_ms, args.pause_factor))
                 else:
                     details = single_delete(db)
@@ -435,11 +442,11 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             left = sqlite3.connect(db).execute("SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')").fetchone()[0]
             m.extra["expired_left"] = left
             results[method].append(m)
-            extra = {"console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
+            extra = {"console-wal" if method == "console-wal" else "console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
                                 f"(statement {details.get('longest_statement_ms')} ms, commit "
                                 f"{details.get('longest_commit_ms')} ms), {details.get('interrupted')} statements "
                                 f"over budget, gave way {details.get('yielded')} times",
-                     "runbook": "one statement", "control": "no delete, load only"}[method]
+                     "runbook": "one statement", "control": "no delete, load only"}.get(method, "")
             print(f"  run {run + 1} {method:8s}: {details['deleted']:,} rows in {m.seconds:.1f}s ({extra}); "
                   f"writer max {ms(m.writer_max)} (before: {ms(m.writer_base_max)}), "
                   f"client max {ms(m.client_max)} (median before {ms(m.client_base_median)}), "
@@ -447,6 +454,7 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             shutil.rmtree(state, ignore_errors=True)
     template.unlink()
     report(results, {"control": "control: load only, no delete", "console": "console: db.delete_expired (batches)",
+                     "console-wal": "console, database in WAL mode",
                      "runbook": "runbook: one DELETE statement"})
 
 
@@ -596,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause-factor", type=float, default=None,
                    help="pause after a delete batch, in multiples of its lock time (default: the action's own)")
     p.add_argument("--methods", default="control,console,runbook",
-                   help="delete methods to run (control = the same load without a delete, console, runbook)")
+                   help="delete methods to run (control = the same load without a delete, console, console-wal = "
+                        "the console's delete after PRAGMA journal_mode=WAL, runbook)")
     p.add_argument("--control-seconds", type=float, default=60.0, help="length of the control span (default 60)")
     p.add_argument("--baseline", type=float, default=None, help="seconds of load before each measurement")
     p.add_argument("--runs", type=int, default=1)

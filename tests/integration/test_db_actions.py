@@ -233,6 +233,27 @@ def test_a_batch_over_its_statement_budget_is_rolled_back_and_frees_the_lock(tmp
         con.close()
 
 
+async def test_delete_plan_recommends_wal_only_in_rollback_mode(tmp_path: Path, reg: Registry) -> None:
+    from x402console.drill.sim.store import SCHEMA
+
+    db = tmp_path / "proofs.db"
+    setup = sqlite3.connect(db)
+    setup.executescript(SCHEMA)
+    setup.close()
+    settings = settings_for(db)
+    ctx = ActionContext(settings=settings)
+    try:
+        plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
+        assert any("delete journal mode" in w and "db.enable_wal" in w for w in plan.warnings), plan.warnings
+        wal = sqlite3.connect(db)
+        wal.execute("PRAGMA journal_mode=WAL")
+        wal.close()
+        plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
+        assert not any("db.enable_wal" in w for w in plan.warnings), plan.warnings
+    finally:
+        await ctx.aclose()
+
+
 async def test_delete_older_than_n_days_keeps_newer_rows(writing_sim: RunningSim, reg: Registry) -> None:
     db = writing_sim.db_path
     seed(db, 4000, expires="datetime('now', '+1 hour')", created="datetime('now', '-10 days')", tag="old")
