@@ -120,7 +120,6 @@ class ConsoleApp(IncidentOps, App):
                 yield MetricsPane(self.store, self.settings, id="metrics", classes="pane")
                 yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane")
             yield ChecklistPane(id="checklist", classes="pane")
-        yield Footer()
 
     def _q(self, selector: str, expect_type: type | None = None):
         """Query the main screen: App.query_one would search whatever screen is on top (a dialog)."""
@@ -153,11 +152,21 @@ class ConsoleApp(IncidentOps, App):
         self._header_tick()
         # Sources and the journal start after the first frame is on screen: their imports and
         # connections would otherwise delay it.
+        self.call_after_refresh(self._mount_footer)
         self.call_after_refresh(self._start_background)
         self._q("#health-table").focus()
         # Everything built so far lives as long as the app: keep the cyclic GC from rescanning
         # it on every collection (measurably smoother frames under a fast log stream).
         gc.freeze()
+
+    async def _mount_footer(self) -> None:
+        # The footer (a widget per key) costs ~30 ms to lay out and style: it joins one frame
+        # after the panes rather than delaying them. It draws its keys when told the bindings
+        # changed, which they did before it was there.
+        if self._main is None:
+            return
+        await self._main.mount(Footer())
+        self.refresh_bindings()
 
     def _start_background(self) -> None:
         self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
@@ -387,6 +396,7 @@ class ConsoleApp(IncidentOps, App):
         except (JournalError, OSError) as exc:
             self.journal_error = str(exc)
             self.notify(f"journal unavailable: {exc}", severity="error", timeout=10)
+            await self._reload_checklist()  # the phases, with nothing to tick
             return
         await self._reload_incidents()
         self.set_interval(1.0, self._poll_journal)

@@ -31,30 +31,37 @@ class ChecklistPane(OptionList):
         self.border_title = "4 Checklist"
         self.incident_id: int | None = None
         self.state: dict[str, bool] = {}
+        self._drawn = False  # the phases and items are on (not the placeholder)
 
     def on_mount(self) -> None:
-        self.show_state(None, {})
+        # The items come with the journal's state, just after the first frame (26 options cost
+        # ~15 ms to lay out, twice over in the first frame).
+        self.add_option(Option(Text("reading the journal…", style="dim"), disabled=True))
 
     def show_state(self, incident_id: int | None, state: dict[str, bool]) -> None:
-        if incident_id == self.incident_id and state == self.state and self.option_count:
+        if incident_id == self.incident_id and state == self.state and self._drawn:
             return
+        self._drawn = True
         self.incident_id = incident_id
         self.state = dict(state)
         highlighted = self.highlighted
         self.clear_options()
+        # One add_options call: added one at a time, each option re-measured the whole list.
+        options: list[Option] = []
         if incident_id is None:
-            self.add_option(Option(Text("No incident in focus: D declares one.", style="dim"), disabled=True))
+            options.append(Option(Text("No incident in focus: D declares one.", style="dim"), disabled=True))
         done = {p.phase: p for p in progress(self.state)}
         for phase in PHASES:
             pp = done.get(phase.id)
             head = Text(f"{phase.title}  {pp.done if pp else 0}/{len(phase.items)}",
                         style="bold green" if pp and pp.complete else "bold")
-            self.add_option(Option(head, disabled=True))
+            options.append(Option(head, disabled=True))
             for item in phase.items:
                 checked = self.state.get(item.id, False)
                 label = Text("  [x] " if checked else "  [ ] ", style="green" if checked else "")
                 label.append(item.text, style="dim" if checked else "")
-                self.add_option(Option(label, id=item.id, disabled=incident_id is None))
+                options.append(Option(label, id=item.id, disabled=incident_id is None))
+        self.add_options(options)
         total = sum(len(p.items) for p in PHASES)
         self.border_subtitle = f"{sum(self.state.values())}/{total}"
         if highlighted is not None and highlighted < self.option_count:
