@@ -150,14 +150,17 @@ def fixed_snapshots() -> list[object]:
 
 
 # Values no fixture can pin: the log pane's rate meter decays with wall-clock time. The
-# replacement keeps the match's width (its padding included), so borders stay where they are.
-_VOLATILE = [(re.compile(r"[\d,.]+ lines/s *"), "N lines/s")]
+# replacement keeps the width of the match and of what follows it up to the border (the text
+# after the number moves with the number's width), so borders stay where they are.
+_VOLATILE = [(re.compile(r"[\d,.]+ lines/s( *)([^│\n]*)"), "N lines/s")]
 
 
 def normalise(lines: list[str]) -> str:
     text = "\n".join(lines)
     for pattern, replacement in _VOLATILE:
-        text = pattern.sub(lambda m, r=replacement: r.ljust(len(m.group(0))), text)
+        text = pattern.sub(
+            lambda m, r=replacement: (r + (" " + m.group(2).rstrip() if m.group(2).strip() else "")).ljust(
+                len(m.group(0))), text)
     return text.rstrip("\n") + "\n"
 
 

@@ -20,12 +20,13 @@ SIZE = (120, 40)
 
 
 class PaneApp(App):
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, monitoring_paths: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.capacity = capacity
+        self.monitoring_paths = monitoring_paths
 
     def compose(self) -> ComposeResult:
-        yield LogPane(capacity=self.capacity, fps=60)
+        yield LogPane(capacity=self.capacity, fps=60, monitoring_paths=self.monitoring_paths)
 
     @property
     def pane(self) -> LogPane:
@@ -503,3 +504,24 @@ async def test_filter_can_be_set_by_the_app():
         await pilot.pause()
         assert pane.filter_input.value == "TIMEOUT"
         assert len(view.source) == 10
+
+
+async def test_the_consoles_own_probes_are_hidden_until_m_shows_them():
+    app = PaneApp(monitoring_paths=("/health", "/metrics"))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.pane
+        probe = LogRecord(replica="prover-1", ts=None, level="info", message="GET /health", raw="GET /health",
+                          http_status=200, method="GET", path="/health")
+        failed = LogRecord(replica="prover-1", ts=None, level="error", message="GET /metrics 503",
+                           raw="GET /metrics 503", http_status=503, method="GET", path="/metrics")
+        pane.add_batch(batch([probe, rec(1, "a real request"), failed]))
+        await wait_for(pilot, lambda: "a real request" in "\n".join(screen_lines(pane.view)))
+        shown = "\n".join(screen_lines(pane.view))
+        assert "GET /health" not in shown and "GET /metrics 503" in shown
+        await wait_for(pilot, lambda: "probes hidden (m)" in pane.status.text)
+        pane.view.focus()
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "GET /health" in "\n".join(screen_lines(pane.view)))
+        assert "probes hidden" not in pane.status.text
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "GET /health" not in "\n".join(screen_lines(pane.view)))

@@ -310,3 +310,25 @@ def test_rate_meter_is_not_understated_right_after_start():
     assert meter.rate() == pytest.approx(2000)
     with pytest.raises(ValueError):
         RateMeter(window=1, resolution=2)
+
+
+def test_hiding_probe_lines_keeps_failed_probes_and_everything_else() -> None:
+    lines = [
+        '[GIN] 2024/01/01 - 12:00:01 | 200 |  310µs |  127.0.0.1 | GET      "/health"',
+        '[GIN] 2024/01/01 - 12:00:01 | 200 |  1.2ms |  127.0.0.1 | GET      "/metrics"',
+        '[GIN] 2024/01/01 - 12:00:02 | 500 |  2.0ms |  127.0.0.1 | GET      "/health"',
+        '[GIN] 2024/01/01 - 12:00:02 | 429 |  12.5µs |  127.0.0.1 | GET      "/metrics"',
+        '[GIN] 2024/01/01 - 12:00:03 | 200 |  1.2s |  203.0.113.8 | POST     "/generate-proof"',
+        "2024/01/01 12:00:03 Failed to store proof: database is locked",
+    ]
+    records = [parse_log_line(line, "prover-1") for line in lines]
+    assert [r.path for r in records[:5]] == ["/health", "/metrics", "/health", "/metrics", "/generate-proof"]
+    buffer = LogBuffer(100)
+    buffer.set_filter(ViewFilter(hide_paths=frozenset({"/health", "/metrics"})))
+    buffer.extend(records)
+    shown = [buffer.record_at(i) for i in range(buffer.shown)]
+    assert [(r.path, r.http_status) for r in shown] == [
+        ("/health", 500), ("/metrics", 429), ("/generate-proof", 200), (None, None)]
+    assert len(buffer) == 6  # hidden, not dropped: showing them again brings them back
+    buffer.set_filter(ViewFilter())
+    assert buffer.shown == 6

@@ -118,7 +118,9 @@ class ConsoleApp(IncidentOps, App):
             with Vertical(id="main-col", classes="col"):
                 yield HealthPane(self.store, id="health", classes="pane")
                 yield MetricsPane(self.store, self.settings, id="metrics", classes="pane")
-                yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane")
+                prover = self.settings.prover
+                yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane",
+                              monitoring_paths=(prover.health_path, prover.metrics_path))
             yield ChecklistPane(id="checklist", classes="pane")
 
     def _q(self, selector: str, expect_type: type | None = None):

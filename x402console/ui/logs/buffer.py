@@ -45,10 +45,13 @@ class ViewFilter:
     text: LogFilter | None = None
     preset: PresetFilter | None = None
     replica: str | None = None
+    # Request paths whose successful access lines are hidden: the console's own /health and
+    # /metrics polls (and Prometheus's scrapes). A failed probe (status >= 400) still shows.
+    hide_paths: frozenset[str] = frozenset()
 
     @property
     def is_empty(self) -> bool:
-        return self.text is None and self.preset is None and self.replica is None
+        return self.text is None and self.preset is None and self.replica is None and not self.hide_paths
 
     @cached_property
     def matches(self) -> Callable[[LogRecord], bool]:
@@ -57,6 +60,17 @@ class ViewFilter:
         The text condition follows the LogFilter's own fields and rules (see _text_predicate).
         """
         checks: list[Callable[[LogRecord], bool]] = []
+        if self.hide_paths:
+            paths = self.hide_paths
+
+            def not_a_probe(record: LogRecord) -> bool:
+                path = record.path
+                if path is None:
+                    return True
+                status = record.http_status
+                return (status is not None and status >= 400) or path.split("?", 1)[0] not in paths
+
+            checks.append(not_a_probe)
         if self.replica is not None:
             name = self.replica
             checks.append(lambda record: record.replica == name)

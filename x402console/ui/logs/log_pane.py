@@ -167,6 +167,9 @@ class LogPane(Vertical):
                 tooltip="Next search match"),
         Binding("N", "search_previous", "Previous", id="logs.search_prev", show=False,
                 tooltip="Previous search match"),
+        Binding("m", "toggle_monitoring", "Probes", id="logs.monitoring", show=False,
+                tooltip="Show or hide successful /health and /metrics requests (the console's own polls and "
+                        "Prometheus's scrapes); failed ones always show"),
         Binding("t", "toggle_top_clients", "Top clients", id="logs.top_clients",
                 tooltip="Busiest client IPs over the window, with their 429s"),
         Binding("escape", "leave_input", "Back to log", id="logs.back", show=False,
@@ -179,6 +182,7 @@ class LogPane(Vertical):
         *,
         top_window_seconds: float = 300.0,
         fps: float | None = None,
+        monitoring_paths: tuple[str, ...] = (),
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -199,6 +203,10 @@ class LogPane(Vertical):
         self.case_sensitive = False
         self.preset: PresetFilter | None = None
         self.replica: str | None = None
+        self.monitoring_paths = frozenset(p for p in monitoring_paths if p)
+        # The console polls every replica's /health and /metrics each second: their access
+        # lines would scroll the real ones away and keep an idle pane redrawing. Hidden by default.
+        self.hide_monitoring = bool(self.monitoring_paths)
         self.filter_error: str | None = None
         self.search_error: str | None = None
         self.search_note: str | None = None
@@ -208,6 +216,8 @@ class LogPane(Vertical):
         self._status_at = 0.0
         self._stale = False
         self._status_pending = False
+        if self.hide_monitoring:
+            self.buffer.set_filter(ViewFilter(hide_paths=self.monitoring_paths))
         self.view = LogView(self.buffer.live, id="logs-view")
         self.status = LogStatus(id="logs-status")
         self.flags = FilterFlags(id="logs-flags")
@@ -361,6 +371,8 @@ class LogPane(Vertical):
             parts.append(f"preset {self.preset.name}")
         if self.replica is not None:
             parts.append(f"replica {self.replica}")
+        if current.hide_paths:
+            parts.append("probes hidden (m)")
         return " & ".join(parts)
 
     def _update_status(self) -> None:
@@ -406,12 +418,13 @@ class LogPane(Vertical):
                 # Keep showing what the last valid filter showed while the user is mid-typing.
                 self.filter_error = str(exc)
         self.filter_input.set_class(self.filter_error is not None, "-error")
-        self._set_view_filter(ViewFilter(text=text, preset=self.preset, replica=self.replica))
+        hide = self.monitoring_paths if self.hide_monitoring else frozenset()
+        self._set_view_filter(ViewFilter(text=text, preset=self.preset, replica=self.replica, hide_paths=hide))
 
     def _set_view_filter(self, view_filter: ViewFilter) -> None:
         current = self.buffer.filter
-        if (view_filter.text, view_filter.preset, view_filter.replica) == (
-            current.text, current.preset, current.replica
+        if (view_filter.text, view_filter.preset, view_filter.replica, view_filter.hide_paths) == (
+            current.text, current.preset, current.replica, current.hide_paths
         ):
             # Nothing changed (e.g. an invalid pattern keeps the last valid one): a paused
             # view must not be re-frozen, which would swallow the "+N new lines".
@@ -477,6 +490,12 @@ class LogPane(Vertical):
         else:
             following = names.index(self.replica) + 1
             self.replica = names[following] if following < len(names) else None
+        self.apply_filter()
+
+    def action_toggle_monitoring(self) -> None:
+        if not self.monitoring_paths:
+            return
+        self.hide_monitoring = not self.hide_monitoring
         self.apply_filter()
 
     def action_clear_filters(self) -> None:
