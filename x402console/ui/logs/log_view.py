@@ -170,6 +170,11 @@ class LogView(ScrollView, can_focus=True):
         &:focus {
             background-tint: $foreground 5%;
         }
+        /* Following, the bar would sit at the bottom and be redrawn with every new line (about
+           as costly as the lines themselves): it comes back as soon as the view is scrolled. */
+        &.-follow {
+            scrollbar-size-vertical: 0;
+        }
     }
     """
 
@@ -202,6 +207,7 @@ class LogView(ScrollView, can_focus=True):
         self._top_seq: int | None = None
         self._adjusting = False
         self._cache: LRUCache[int, Strip] = LRUCache(cache_size)
+        self.add_class("-follow")  # after the cache: a class change clears it
         self._search: re.Pattern[str] | None = None
         self._current_seq: int | None = None
         self._widest = 0
@@ -331,6 +337,7 @@ class LogView(ScrollView, can_focus=True):
     def _set_follow(self, follow: bool) -> None:
         if follow != self.follow:
             self.follow = follow
+            self.set_class(follow, "-follow")
             self.post_message(self.FollowChanged(self, follow))
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
