@@ -79,7 +79,9 @@ class TimedPane(LogPane):
     """Records when a pause toggle has been acted on and the screen refreshed after it."""
 
     def __init__(self) -> None:
-        super().__init__()
+        # The console's own default: its /health and /metrics polls hidden, so every line goes
+        # through the view filter and the filtered index is kept.
+        super().__init__(monitoring_paths=("/health", "/metrics"))
         self.acted: asyncio.Event | None = None
         self.acted_at = 0.0
 
