@@ -63,13 +63,13 @@ BATCH_PAUSE_S = 0.025
 # When another writer holds the lock as a batch starts, the batch waits its turn behind every
 # write already queued: 30 ms, doubling up to 240 ms, and only after YIELD_AT_MOST_S of being
 # refused does it queue for the lock itself (a database that is never free must still be cleaned).
+YIELD_FIRST_S = 0.03
+YIELD_MAX_S = 0.24
+YIELD_AT_MOST_S = 10.0
 # A DELETE statement still running at this many times the target (pages not in cache, the CPU
 # busy elsewhere) is interrupted and rolled back, which frees the lock at once; its ids are tried
 # again in a batch half the size. The commit that follows a statement cannot be cut short.
 STATEMENT_BUDGET_FACTOR = 2.0
-YIELD_FIRST_S = 0.03
-YIELD_MAX_S = 0.24
-YIELD_AT_MOST_S = 10.0
 # Measured with bench_db_actions.py (1,000,000 expired proofs, 20 req/s and a writer at 20/s):
 # WAL mode, no write waited 100 ms; rollback mode, 1-16 of ~10,000 writes did, up to 107-134 ms.
 ROLLBACK_MODE_WARNING = (
@@ -363,7 +363,7 @@ class _DeleteAction(DatabaseAction):
         checked["batch_size"] = batch
         condition, cparams = self.condition(checked)
         literal = condition.replace("?", f"'{cparams[0]}'") if cparams else condition
-        unreadable: list[str] = []
+        notes: list[str] = []
         try:
             bounds, matching = await asyncio.to_thread(_estimate, db, condition, cparams)
             how_many = "no proofs at all" if bounds is None else (
@@ -371,10 +371,11 @@ class _DeleteAction(DatabaseAction):
         except sqlite3.Error as exc:
             # Shown, not refused: the run reports the same error as its outcome.
             how_many = "could not be read"
-            unreadable.append(f"{db.name} could not be read just now: {ops.sqlite_error_text(exc)}")
-        mode = await asyncio.to_thread(ops.journal_mode_of, db)
-        if mode not in ("wal", "unknown") and not unreadable:
-            unreadable.append(ROLLBACK_MODE_WARNING.format(db=db.name, mode=mode))
+            notes.append(f"{db.name} could not be read just now: {ops.sqlite_error_text(exc)}")
+        if not notes:
+            mode = await asyncio.to_thread(ops.journal_mode_of, db)
+            if mode not in ("wal", "unknown"):
+                notes.append(ROLLBACK_MODE_WARNING.format(db=db.name, mode=mode))
         return self.make_plan(
             target,
             [
@@ -392,7 +393,7 @@ class _DeleteAction(DatabaseAction):
             ],
             checked,
             warnings=(
-                *unreadable,
+                *notes,
                 f"Deleted proofs cannot be brought back except from a backup (last: {_newest_backup_text(ctx, target)}).",
                 "Cancel stops between batches: every batch already committed stays deleted, none is left half-done.",
             ),

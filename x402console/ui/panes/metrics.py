@@ -74,7 +74,9 @@ class MetricsPane(Vertical, can_focus=True):
         self.set_timer(CHARTS_WITHOUT_DATA_AFTER_S, self._mount_charts_anyway)
 
     def _mount_charts_anyway(self) -> None:
-        grid = self.query_one("#charts", Grid)
+        self._mount_charts_soon(self.query_one("#charts", Grid))
+
+    def _mount_charts_soon(self, grid: Grid) -> None:
         if not self._charts_mounted and not self._charts_mounting and grid.display:
             self._charts_mounting = True
             self.call_after_refresh(self._mount_charts)
@@ -119,9 +121,8 @@ class MetricsPane(Vertical, can_focus=True):
         if not self._charts_mounted:
             # Mounted once there is something to draw: before that their import and layout
             # would only delay the sources' start (and so every pane's first data).
-            if not self._charts_mounting and self._has_data() and grid.display:
-                self._charts_mounting = True
-                self.call_after_refresh(self._mount_charts)
+            if self._has_data():
+                self._mount_charts_soon(grid)
             return
         now_mono = time.monotonic()
         # Charts span minutes and are the most expensive widgets on the screen: a braille dot
@@ -129,12 +130,11 @@ class MetricsPane(Vertical, can_focus=True):
         if now_mono - self._charts_at < self._chart_interval():
             return
         self._charts_at = now_mono
-        charts = grid
-        if not charts.display:
+        if not grid.display:
             return
         slots = self._chart_slots()
         rows = max(1, (slots + 1) // 2)
-        charts.styles.grid_size_rows = rows
+        grid.styles.grid_size_rows = rows
         visible = {(self.first_chart + i) % len(CHARTS) for i in range(slots)}
         now = time.time()
         for index, (chart_id, title, names, thresholds) in enumerate(CHARTS):
