@@ -6,7 +6,9 @@ Run: .venv/bin/python bench/bench_startup.py [--runs 7] [--live-runs 5] [--rate 
                                              [--skip-inprocess]
 
 Real terminal (tmux, private -L socket, 160x45, TERM=xterm-256color): each app is spawned in
-a new window of an already running tmux server, and capture-pane is polled every 10 ms: "first
+a new window of an already running tmux server, and capture-pane is polled every 10 ms through
+one control-mode client (a tmux process per poll cost half a core and slowed the app measured,
+and the minimal app relatively less, by ~100 ms; see _common.Tmux): "first
 paint" is the first capture with anything on it (the same test for both apps), "marker" the
 first with the app's marker ("READY" for the minimal app, the header's "x402console" for the
 console, which opens on a headless drill's config.toml). Runs alternate between the apps,
@@ -22,7 +24,8 @@ after the journal is read).
 
 In process (`App.run_test(size=(160, 45))`): from constructing the app to its on_mount, to the
 first refresh after it, and to run_test handing over (app ready, screen settled); and, with
-ConsoleApp(load_config(env.state.config), drill_env=env) on an in-process DrillEnvironment
+ConsoleApp(load_config(env.state.config), drill_env=env, early=start_early_fetch(settings)) (the
+start-up fetch the CLI begins before importing the UI) on an in-process DrillEnvironment
 (process mode, traffic on, Prometheus off and, when installed, on), from constructing the app
 until app.live_panes() is all true, polled every 10 ms.
 
@@ -181,10 +184,12 @@ def inprocess_first_frame(config: Path, runs: int) -> dict[str, dict[str, list[f
 
 
 async def _live_once(env, settings) -> tuple[float | None, dict[str, float]]:
+    from x402console.sources.early import start_early_fetch
     from x402console.ui.console import ConsoleApp
 
     t0 = time.perf_counter()
-    app = ConsoleApp(settings, drill_env=env)
+    # As the CLI does: the replicas' first answers are fetched while the app is built.
+    app = ConsoleApp(settings, drill_env=env, early=start_early_fetch(settings))
     first: dict[str, float] = {}
     try:
         async with app.run_test(size=SIZE) as pilot:

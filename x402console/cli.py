@@ -140,9 +140,13 @@ def _run_console(args: argparse.Namespace) -> int:
         print(f"x402console: {exc}", file=sys.stderr)
         return 2
     configure_frame_rate(settings)
+    # The replicas' first answers are fetched while Textual loads (sources/early.py).
+    from x402console.sources.early import start_early_fetch
+
+    early = start_early_fetch(settings)
     from x402console.ui.app import run_console
 
-    return run_console(settings, read_only=args.read_only, role=args.role)
+    return run_console(settings, read_only=args.read_only, role=args.role, early=early)
 
 
 def _drill_options(args: argparse.Namespace):

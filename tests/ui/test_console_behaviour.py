@@ -23,6 +23,7 @@ from x402console.core.checklist import PHASES
 from x402console.journal import Journal
 from x402console.sources.models import FleetMetrics
 from x402console.ui.console import ConsoleApp
+from x402console.ui.panes.keybar import KeyBar
 from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
 
 from tests.ui.test_console_snapshots import running, screen_text, write_settings
@@ -252,6 +253,77 @@ async def test_keymap_in_the_settings_remaps_a_binding(tmp_path: Path) -> None:
     app = ConsoleApp(settings, observe=False)
     async with running(app) as pilot:
         await assert_declare_is_on_ctrl_d(pilot, app)
+
+
+def key_bar(app: ConsoleApp) -> KeyBar:
+    return app.screen.query_one(KeyBar)
+
+
+async def test_the_key_bar_names_the_remapped_key(tmp_path: Path) -> None:
+    settings = dataclasses.replace(settings_in(tmp_path), keymap={"incident.declare": "ctrl+d"})
+    app = ConsoleApp(settings, observe=False)
+    async with running(app) as pilot:
+        await journal_ready(pilot, app)
+        await until(pilot, lambda: "Declare" in key_bar(app).render().plain, "the key bar")
+        text = key_bar(app).render().plain
+        assert " ^d Declare " in text and " D Declare " not in text, text
+
+
+async def test_the_key_bar_shows_the_active_keys_and_a_click_presses_one(tmp_path: Path) -> None:
+    app = ConsoleApp(settings_in(tmp_path), observe=False)
+    async with running(app) as pilot:
+        await journal_ready(pilot, app)
+        await until(pilot, lambda: "Declare" in key_bar(app).render().plain, "the key bar")
+        bar = key_bar(app)
+        text = bar.render().plain
+        for shown in (" ? Help ", " q Quit ", " D Declare ", " ^p palette "):
+            assert shown in text, f"{shown!r} missing from the key bar: {text!r}"
+        assert text.rstrip().endswith("palette"), "the command palette key comes last"
+        assert text.count(" Declare ") == 1, "one entry per action"
+        assert bar.key_at(text.index(" D Declare ") + 1) == "D"
+        assert bar.key_at(len(text) + 5) is None
+        # The bar follows focus: the checklist's own keys appear when it has focus.
+        before = text
+        await pilot.press("4")
+        await until(pilot, lambda: key_bar(app).render().plain != before, "the key bar to follow the focus")
+        now = key_bar(app).render().plain
+        assert " space " in now.lower(), f"the checklist's toggle key is not shown: {now!r}"
+        await pilot.click(KeyBar, offset=(now.index(" D Declare ") + 1, 0))
+        await until(pilot, lambda: isinstance(app.screen, DeclareScreen), "the declare dialog from a click")
+        await pilot.press("escape")
+        await until(pilot, lambda: len(app.screen_stack) == 1, "the dialog to close")
+
+
+async def test_the_checklist_shows_the_journal_before_the_full_open_finishes(tmp_path: Path, monkeypatch) -> None:
+    settings = settings_in(tmp_path)
+    journal = await Journal.open(settings.environment.journal)
+    try:
+        inc = await journal.declare_incident("peeked", "P2", journal.actor)
+        await journal.set_checklist(inc.id, FIRST_ITEM, True, journal.actor)
+    finally:
+        await journal.close()
+    release = asyncio.Event()
+    real_open = Journal.open.__func__
+
+    async def slow_open(cls, *args, **kwargs):
+        await release.wait()  # holds the full open back; the peek must not need it
+        return await real_open(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Journal, "open", classmethod(slow_open))
+    app = ConsoleApp(settings, observe=False)
+    async with running(app) as pilot:
+        text = await on_screen(pilot, app, f"[x] {FIRST_ITEM_TEXT}")
+        assert app.journal is None and app.focus_incident_id == inc.id
+        assert app.live_panes()["checklist"]
+        assert "peeked" in text  # the header names the incident too
+        # Nothing can be ticked until the journal is open: the tick would not be recorded.
+        await highlight_item(pilot, app, FIRST_ITEM)
+        await pilot.press("space")
+        await pilot.pause(0.2)
+        assert f"[x] {FIRST_ITEM_TEXT}" in screen_text(app)
+        release.set()
+        await journal_ready(pilot, app)
+        assert (await app.journal.checklist_state(inc.id))[FIRST_ITEM].checked
 
 
 async def test_keymap_from_the_config_file_remaps_a_binding(tmp_path: Path) -> None:

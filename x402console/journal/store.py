@@ -104,7 +104,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _incident(row: sqlite3.Row) -> Incident:
+def incident_from_row(row: sqlite3.Row) -> Incident:
     return Incident(
         id=row["id"],
         title=row["title"],
@@ -408,7 +408,7 @@ class Journal:
                 _json("details", {"from": None, "to": "declared", "severity": severity, "security": security,
                                   "drill": drill, "runbook_incident": runbook_incident}),
             )
-            return _incident(await self._incident_row(conn, incident_id))
+            return incident_from_row(await self._incident_row(conn, incident_id))
 
         return await self._write(body)
 
@@ -458,7 +458,7 @@ class Journal:
             )
             summary = f"Incident #{incident_id} {'reopened' if to == 'declared' else to}"
             await self._insert_event(conn, now, "status_changed", summary, who, incident_id, _json("details", details))
-            return _incident(await self._incident_row(conn, incident_id))
+            return incident_from_row(await self._incident_row(conn, incident_id))
 
         return await self._write(body)
 
@@ -494,7 +494,7 @@ class Journal:
                 conn, now, "severity_changed", f"Severity {old} -> {severity}: {reason}", who, incident_id,
                 _json("details", {"from": old, "to": severity, "reason": reason}),
             )
-            return _incident(await self._incident_row(conn, incident_id))
+            return incident_from_row(await self._incident_row(conn, incident_id))
 
         return await self._write(body)
 
@@ -516,7 +516,7 @@ class Journal:
                 conn, now, "status_changed", f"Incident #{incident_id} {verb}: {reason}", who, incident_id,
                 _json("details", {"security": security, "reason": reason}),
             )
-            return _incident(await self._incident_row(conn, incident_id))
+            return incident_from_row(await self._incident_row(conn, incident_id))
 
         return await self._write(body)
 
@@ -541,7 +541,7 @@ class Journal:
                 f"Incident #{incident_id} matched to runbook incident {runbook_incident}: {reason}", who, incident_id,
                 _json("details", {"runbook_incident": {"from": old, "to": runbook_incident}, "reason": reason}),
             )
-            return _incident(await self._incident_row(conn, incident_id))
+            return incident_from_row(await self._incident_row(conn, incident_id))
 
         return await self._write(body)
 
@@ -551,12 +551,12 @@ class Journal:
         rows = await self._read("SELECT * FROM incidents WHERE id = ?", (incident_id,))
         if not rows:
             raise IncidentNotFound(incident_id)
-        return _incident(rows[0])
+        return incident_from_row(rows[0])
 
     async def incidents(self, open_only: bool = False) -> tuple[Incident, ...]:
         """Incidents in the order they were declared."""
         where = " WHERE status != 'resolved'" if open_only else ""
-        return tuple(_incident(r) for r in await self._read(f"SELECT * FROM incidents{where} ORDER BY id"))
+        return tuple(incident_from_row(r) for r in await self._read(f"SELECT * FROM incidents{where} ORDER BY id"))
 
     # ------------------------------------------------------------------ timeline
 

@@ -254,6 +254,14 @@ def judge_health(fetched: Fetched) -> tuple[bool, str | None, str | None]:
     return True, None, status_text
 
 
+def health_sample(name: str, fetched: Fetched, at: float) -> HealthSample:
+    ok, error, status_text = judge_health(fetched)
+    return HealthSample(
+        name, ok, at, status_code=fetched.status_code,
+        latency_ms=round(fetched.latency_ms, 3), error=error, status_text=status_text,
+    )
+
+
 class HealthProber:
     """GETs every replica's health URL each refresh and emits one HealthSample per replica."""
 
@@ -266,12 +274,14 @@ class HealthProber:
         *,
         client: httpx.AsyncClient | None = None,
         interval: float | None = None,
+        early: Any = None,
     ) -> None:
         self.settings = settings
         self.replicas_provider = replicas_provider
         self.timeout = float(settings.prover.health_timeout_seconds)
         self.interval = float(interval if interval is not None else settings.ui.refresh_seconds)
         self._client = client
+        self._early = early  # sources.early.EarlyFetch: answers fetched while the UI loaded
 
     async def probe(self, client: httpx.AsyncClient, replica: ReplicaIdentity) -> HealthSample:
         """One probe; never raises (every failure is a not-ok sample with the reason)."""
@@ -282,13 +292,17 @@ class HealthProber:
             )
         except FetchError as exc:
             return HealthSample(replica.name, False, time.time(), error=str(exc))
-        ok, error, status_text = judge_health(fetched)
-        return HealthSample(
-            replica.name, ok, time.time(), status_code=fetched.status_code,
-            latency_ms=round(fetched.latency_ms, 3), error=error, status_text=status_text,
-        )
+        return health_sample(replica.name, fetched, time.time())
 
     async def _chain(self, client: httpx.AsyncClient, sink: Sink, replica: ReplicaIdentity, stop: asyncio.Event) -> None:
+        early = self._early.answer(replica.health_url) if self._early is not None else None
+        if early is not None:
+            # The answer fetched at start-up is shown at once; the next probe keeps the cadence.
+            body, truncated = early.bounded(HEALTH_BODY_LIMIT)
+            fetched = Fetched(early.status, early.reason, early.headers, body, truncated, early.latency_ms)
+            sink(health_sample(replica.name, fetched, early.at))
+            if await sleep_or_stop(stop, max(0.0, self.interval - (time.monotonic() - early.monotonic))):
+                return
         while True:
             finished, sample = await unless_stopped(stop, lambda: self.probe(client, replica))
             if not finished:

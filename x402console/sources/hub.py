@@ -93,8 +93,9 @@ def _source_name(source: Any, taken: set[str]) -> str:
 class Observatory:
     """Runs the observation sources as tasks on the current event loop."""
 
-    def __init__(self, settings: Any, sink: Sink, *, extra_sources: Iterable[Any] = ()) -> None:
+    def __init__(self, settings: Any, sink: Sink, *, extra_sources: Iterable[Any] = (), early: Any = None) -> None:
         self.settings = settings
+        self._early = early  # sources.early.EarlyFetch started before the UI, or None
         self._sink = sink
         self._extra = tuple(extra_sources)
         self._replicas: tuple[ReplicaIdentity, ...] = static_replicas(settings)
@@ -136,7 +137,7 @@ class Observatory:
     # ------------------------------------------------------------------ sources
     def _build_sources(self, client: httpx.AsyncClient) -> list[Any]:
         s = self.settings
-        sources: list[Any] = [HealthProber(s, self.replicas_provider, client=client)]
+        sources: list[Any] = [HealthProber(s, self.replicas_provider, client=client, early=self._early)]
         if s.prometheus.url:
             from x402console.sources.prometheus import PrometheusSource
 
@@ -144,7 +145,7 @@ class Observatory:
         else:
             from x402console.sources.scrape import ScrapeSource
 
-            sources.append(ScrapeSource(s, self.replicas_provider, client=client))
+            sources.append(ScrapeSource(s, self.replicas_provider, client=client, early=self._early))
         # nginx is watched where it is part of the set-up: a URL to probe, or the deny file the
         # block action writes. A host without nginx then shows no false alarm.
         if s.nginx.url or Path(s.nginx.deny_file).exists():

@@ -34,6 +34,7 @@ __all__ = ["ReplicaReading", "read_exposition", "FleetWindow", "ScrapeSource", "
 VERIFICATION_FAILURES = "verification_failures_total"  # only the intended build exports it
 START_TIME = "process_start_time_seconds"
 WINDOW_SECONDS = 60.0
+SECOND_SCRAPE_S = 0.3  # the first rate comes from two scrapes at least this far apart
 
 # Counter kinds kept per replica; the duration histogram's _sum and _count are counters too.
 PROOFS, ERRORS, RATE_LIMITED, VERIFICATIONS, DURATION_SUM, DURATION_COUNT = (
@@ -293,6 +294,7 @@ class ScrapeSource:
         client: httpx.AsyncClient | None = None,
         interval: float | None = None,
         window_seconds: float = WINDOW_SECONDS,
+        early: Any = None,
     ) -> None:
         self.settings = settings
         self.replicas_provider = replicas_provider
@@ -300,6 +302,7 @@ class ScrapeSource:
         self.timeout = float(settings.prometheus.timeout_seconds)
         self.window = FleetWindow(window_seconds, gauge_max_age=max(15.0, 5 * self.interval))
         self._client = client
+        self._early = early  # sources.early.EarlyFetch: a first scrape taken while the UI loaded
 
     async def scrape_once(self, client: httpx.AsyncClient, replica: ReplicaIdentity) -> tuple[float, Exposition]:
         fetched = await fetch_bounded(
@@ -316,6 +319,18 @@ class ScrapeSource:
         backoff = Backoff()
         last_ok: float | None = None
         scrapes = 0
+        early = self._early.answer(replica.metrics_url) if self._early is not None else None
+        if early is not None and early.status == 200:
+            # The start-up scrape is the first of the two a rate needs: the chain's first own
+            # scrape then makes one (after SECOND_SCRAPE_S at least, for a sensible window).
+            body, _ = early.bounded(MAX_BYTES)
+            expo = parse_exposition(body, early.headers.get("content-type"))
+            if not expo.errors:
+                self.window.observe(replica.name, early.at, read_exposition(expo, self.settings.metrics))
+                scrapes = 1
+                wait = SECOND_SCRAPE_S - (time.monotonic() - early.monotonic)
+                if wait > 0 and await sleep_or_stop(stop, wait):
+                    return
         while True:
             try:
                 finished, outcome = await unless_stopped(stop, lambda: self.scrape_once(client, replica))
@@ -335,7 +350,7 @@ class ScrapeSource:
                 scrapes += 1
                 # A rate needs two scrapes: take the second one soon, so the metrics pane shows
                 # numbers within a second of start-up instead of after two full intervals.
-                delay = min(self.interval, 0.3) if scrapes == 1 else self.interval
+                delay = min(self.interval, SECOND_SCRAPE_S) if scrapes == 1 else self.interval
                 self.window.observe(replica.name, ts, read_exposition(expo, self.settings.metrics))
                 if scrapes == 2:
                     sink(self.window.metrics(time.time()))

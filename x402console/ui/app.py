@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def run_console(settings: Any, read_only: bool = False, role: str | None = None) -> int:
+def run_console(settings: Any, read_only: bool = False, role: str | None = None, early: Any = None) -> int:
     from x402console.ui.console import run_console as _run
 
-    return _run(settings, read_only=read_only, role=role)
+    return _run(settings, read_only=read_only, role=role, early=early)
 
 
 def run_drill_screen(env: Any, read_only: bool = False, role: str | None = None) -> int:

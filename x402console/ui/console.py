@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from x402console.core.observations import (
     T_ALERTS,
@@ -46,6 +47,7 @@ from x402console.ui.incident_ops import IncidentOps
 from x402console.ui.logs.log_pane import LogPane
 from x402console.ui.panes.checklist import ChecklistPane
 from x402console.ui.panes.header import HeaderBar
+from x402console.ui.panes.keybar import KeyBar
 from x402console.ui.panes.health import HealthPane
 from x402console.ui.panes.metrics import MetricsPane
 from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
@@ -77,8 +79,10 @@ class ConsoleApp(IncidentOps, App):
     BINDINGS = bindings(APP_COMMANDS, drill=True)
 
     def __init__(self, settings: Any, *, read_only: bool = False, drill_env: Any = None,
-                 extra_sources: Iterable[Any] | None = None, observe: bool = True, role: str | None = None) -> None:
+                 extra_sources: Iterable[Any] | None = None, observe: bool = True, role: str | None = None,
+                 early: Any = None) -> None:
         self.drill_env = drill_env
+        self._early = early  # sources.early.EarlyFetch, started by the CLI before textual was imported
         self.settings = settings
         self.read_only = read_only or settings.environment.read_only
         self._init_incident_ops(role)
@@ -102,6 +106,7 @@ class ConsoleApp(IncidentOps, App):
         self._drawn_flips: tuple = ()
         self.compact_pane = "health"
         self.first_data_at: dict[str, float] = {}
+        self.checklist_read = False  # the checklist shows what the journal holds (peeked or opened)
         self.started_at = time.monotonic()
         self._main: Screen | None = None
         self._exiting = False  # a normal exit is under way: the output watch stands down
@@ -122,6 +127,7 @@ class ConsoleApp(IncidentOps, App):
                 yield LogPane(capacity=ui.log_buffer_lines, id="logs", classes="pane",
                               monitoring_paths=(prover.health_path, prover.metrics_path))
             yield ChecklistPane(id="checklist", classes="pane")
+        yield KeyBar(id="keybar")
 
     def _q(self, selector: str, expect_type: type | None = None):
         """Query the main screen: App.query_one would search whatever screen is on top (a dialog)."""
@@ -154,23 +160,14 @@ class ConsoleApp(IncidentOps, App):
         self._header_tick()
         # Sources and the journal start after the first frame is on screen: their imports and
         # connections would otherwise delay it.
-        self.call_after_refresh(self._mount_footer)
         self.call_after_refresh(self._start_background)
         self._q("#health-table").focus()
         # Everything built so far lives as long as the app: keep the cyclic GC from rescanning
         # it on every collection (measurably smoother frames under a fast log stream).
         gc.freeze()
 
-    async def _mount_footer(self) -> None:
-        # The footer (a widget per key) costs ~30 ms to lay out and style: it joins one frame
-        # after the panes rather than delaying them. It draws its keys when told the bindings
-        # changed, which they did before it was there.
-        if self._main is None:
-            return
-        await self._main.mount(Footer())
-        self.refresh_bindings()
-
     def _start_background(self) -> None:
+        self.run_worker(self._peek_journal(), group="journal", exit_on_error=False)
         self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
         self._start_incident_ops()
         if self._observe:
@@ -217,7 +214,8 @@ class ConsoleApp(IncidentOps, App):
     async def _start_observing(self) -> None:
         from x402console.sources.hub import Observatory
 
-        self.observatory = Observatory(self.settings, self._on_snapshot, extra_sources=self._sources())
+        self.observatory = Observatory(self.settings, self._on_snapshot, extra_sources=self._sources(),
+                                       early=self._early)
         await self.observatory.start()
 
     def _on_snapshot(self, snap: Any) -> None:
@@ -229,7 +227,8 @@ class ConsoleApp(IncidentOps, App):
             if snap.records:
                 self.first_data_at.setdefault("logs", now)
                 self.store.fresh["logs"] = time.time()
-            self.log_counter.feed_many(snap.records)
+            if self.log_counter is not None:
+                self.log_counter.feed_many(snap.records)
             try:
                 self._q("#logs", LogPane).add_batch(snap)
             except NoMatches:
@@ -385,7 +384,25 @@ class ConsoleApp(IncidentOps, App):
             await self.journal.close()
 
     # ------------------------------------------------------------------ journal
+    async def _peek_journal(self) -> None:
+        """The checklist's first state from one read-only query on a thread (journal/peek.py);
+        the full open below replaces it, and until then nothing can be ticked."""
+        found = await asyncio.to_thread(_peek_journal, self.settings.environment.journal)
+        if found is None or self.journal is not None or self.journal_error:
+            return
+        self._set_incidents(found.incidents)
+        if self.focus_incident_id == found.focus_id:
+            try:
+                self._q("#checklist", ChecklistPane).show_state(found.focus_id, found.checked)
+            except (NoMatches, RuntimeError):
+                return  # closing
+            self.checklist_read = True
+            self._header_tick()
+
     async def _open_journal(self) -> None:
+        # Imported on a thread: aiosqlite and the journal's models take ~40 ms to import, time
+        # the event loop needs for the first data's frames.
+        await asyncio.to_thread(importlib.import_module, "x402console.journal")
         from x402console.journal import Journal, JournalError
 
         try:
@@ -398,7 +415,9 @@ class ConsoleApp(IncidentOps, App):
         except (JournalError, OSError) as exc:
             self.journal_error = str(exc)
             self.notify(f"journal unavailable: {exc}", severity="error", timeout=10)
+            self._set_incidents(())  # forget what a peek may have shown
             await self._reload_checklist()  # the phases, with nothing to tick
+            self._header_tick()
             return
         await self._reload_incidents()
         self.set_interval(1.0, self._poll_journal)
@@ -406,12 +425,15 @@ class ConsoleApp(IncidentOps, App):
     async def _reload_incidents(self) -> None:
         if self.journal is None:
             return
-        self.incidents = await self.journal.incidents()
-        open_ids = [i.id for i in self.incidents if i.is_open]
-        if self.focus_incident_id not in open_ids:
-            self.focus_incident_id = open_ids[-1] if open_ids else None
+        self._set_incidents(await self.journal.incidents())
         await self._reload_checklist()
         self._header_tick()
+
+    def _set_incidents(self, incidents: tuple) -> None:
+        self.incidents = incidents
+        open_ids = [i.id for i in incidents if i.is_open]
+        if self.focus_incident_id not in open_ids:
+            self.focus_incident_id = open_ids[-1] if open_ids else None
 
     async def _reload_checklist(self) -> None:
         try:
@@ -420,9 +442,11 @@ class ConsoleApp(IncidentOps, App):
             return  # closing
         if self.journal is None or self.focus_incident_id is None:
             pane.show_state(None, {})
+            self.checklist_read = self.journal is not None  # "no incident" is what the journal says
             return
         state = await self.journal.checklist_state(self.focus_incident_id)
         pane.show_state(self.focus_incident_id, {k: v.checked for k, v in state.items()})
+        self.checklist_read = True
 
     async def _poll_journal(self) -> None:
         """Pick up what other consoles on the same journal did (and our own commits).
@@ -772,12 +796,20 @@ class ConsoleApp(IncidentOps, App):
             "health": bool(self.store.health),
             "metrics": self.store.metrics is not None,
             "logs": "logs" in self.first_data_at,
-            "checklist": self.journal is not None,
+            "checklist": self.checklist_read,
         }
 
 
-def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None, role: str | None = None) -> int:
-    app = ConsoleApp(settings, read_only=read_only, drill_env=drill_env, role=role)
+def _peek_journal(path: Any) -> Any:
+    """Runs on a worker thread, import included (journal/peek.py)."""
+    from x402console.journal.peek import peek_journal
+
+    return peek_journal(path)
+
+
+def run_console(settings: Any, *, read_only: bool = False, drill_env: Any = None, role: str | None = None,
+                early: Any = None) -> int:
+    app = ConsoleApp(settings, read_only=read_only, drill_env=drill_env, role=role, early=early)
     app.run()
     return app.return_code or 0
 

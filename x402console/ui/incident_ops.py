@@ -52,13 +52,14 @@ class IncidentOps:
         self._db_integrity: str | None = None
         self._db_error: str | None = None
         self._vk_status: str | None = None
+        self.log_counter: Any = None  # made in _start_incident_ops: its import is not needed for the first frame
+
+    def _start_incident_ops(self) -> None:
         from x402console.status import LogCounter
 
         prover = self.settings.prover
         self.log_counter = LogCounter(max_window=self.settings.metrics.window_minutes * 60,
                                       monitoring_paths=(prover.health_path, prover.metrics_path))
-
-    def _start_incident_ops(self) -> None:
         self.set_interval(ASSESS_INTERVAL, self._assess_tick)
         self.set_timer(3.0, self._checks_tick)
         self.set_interval(CHECKS_INTERVAL, self._checks_tick)

@@ -21,12 +21,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from x402console.core.matcher import Match
 from x402console.core.runbook import Incident, Runbook, Step
 from x402console.core.severity import Assessment
+from x402console.ui.panes.keybar import KeyBar
 
 # Deployment mode -> the action id prefix of its remediation actions. An id with another
 # mode's prefix never runs in this mode (a container restart means nothing to local processes);
@@ -252,7 +253,7 @@ class RunbookScreen(Screen[None]):
         with Horizontal(id="runbook-body"):
             yield OptionList(id="runbook-incidents")
             yield Vertical(id="runbook-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#runbook-incidents", OptionList).border_title = "Which incident is it"

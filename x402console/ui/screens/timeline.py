@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Checkbox, Footer, Input, Label, Static
+from textual.widgets import Checkbox, Input, Label, Static
 
 from x402console.journal.actor import Actor
 from x402console.journal.models import EVENT_KINDS, TimelineEvent
@@ -35,6 +35,7 @@ from x402console.journal.timeline_export import (
 )
 from x402console.sources.sanitize import sanitize_line
 from x402console.ui.screens.timeline_view import KIND_STYLES, TimelineView, event_key
+from x402console.ui.panes.keybar import KeyBar
 
 if TYPE_CHECKING:
     from x402console.journal.store import Journal
@@ -155,7 +156,7 @@ class TimelineScreen(Screen[None]):
             yield Input(id="timeline-export-path")
             yield Checkbox("overwrite", id="timeline-export-force")
         yield Static(id="timeline-status")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         for panel in ("#timeline-details", "#timeline-note", "#timeline-export"):
