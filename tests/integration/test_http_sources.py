@@ -171,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.command == "GET" and "?" in self.path:
+            body = self.path.split("?", 1)[1].encode()  # the same form, sent as URL parameters
         self.server.requests.append((self.command, self.path, body))  # type: ignore[attr-defined]
         script: dict = self.server.script  # type: ignore[attr-defined]
         path = self.path.split("?", 1)[0]
@@ -461,10 +463,10 @@ async def test_prometheus_error_envelopes_and_garbage_become_statuses(fake_serve
     assert alerts.alerts[0].name == "X" and alerts.alerts[0].state == "firing" and alerts.alerts[0].value == "+Inf"
     targets = next(s for s in snaps if isinstance(s, TargetsSnapshot))
     assert targets.targets[0].health == "down" and targets.targets[0].last_error == "connection refused"
-    # every query was a form-encoded POST carrying the same evaluation time
-    posts = [b for m, p, b in fake_server.requests if p == "/api/v1/query"]  # type: ignore[attr-defined]
-    assert posts and all(m == "POST" for m, p, b in fake_server.requests if p == "/api/v1/query")  # type: ignore[attr-defined]
-    times = {part for b in posts[-8:] for part in b.split(b"&") if part.startswith(b"time=")}
+    # every query was a form-encoded GET (short enough for a URL) carrying the same evaluation time
+    queries = [(m, b) for m, p, b in fake_server.requests if p.split("?")[0] == "/api/v1/query"]  # type: ignore[attr-defined]
+    assert queries and all(m == "GET" for m, b in queries)
+    times = {part for m, b in queries[-8:] for part in b.split(b"&") if part.startswith(b"time=")}
     assert len(times) == 1
 
     # and through run(): a partial failure is shown but keeps the refresh cadence
@@ -472,6 +474,31 @@ async def test_prometheus_error_envelopes_and_garbage_become_statuses(fake_serve
         status = await run.sink.wait("status", lambda s: isinstance(s, SourceStatus), timeout=10)
         assert not status.ok and "many-to-many" in status.error and status.retry_in is None
         run.assert_alive()
+
+
+async def test_prometheus_queries_are_gets_through_the_lean_client_and_long_ones_posts(fake_server):
+    from x402console.sources.health import close_client, make_client
+    from x402console.sources.prometheus import GET_URL_LIMIT
+
+    script = fake_server.script  # type: ignore[attr-defined]
+    script["/api/v1/query"] = (200, "application/json", lambda body: _envelope({
+        "status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"n": str(len(body))}, "value": [1, "2"]}]}}))
+    settings = Settings(prometheus=PrometheusSettings(url=_url(fake_server), timeout_seconds=2))
+    source = PrometheusSource(settings, history=False)
+    client = make_client(2, lean=True)  # as the hub makes it
+    try:
+        short = await source.query(client, 'sum(rate(proof_generation_total{job="prover"}[1m]))')
+        assert not client.built, "a short query should not need httpx"
+        long_expr = "sum(" + " + ".join(f'up{{i="{i}"}}' for i in range(GET_URL_LIMIT // 8)) + ")"
+        long = await source.query(client, long_expr)
+        assert client.built, "a long query is a POST, which the lean client does not do"
+    finally:
+        await close_client(client)
+    (m1, p1, b1), (m2, p2, b2) = fake_server.requests[-2:]  # type: ignore[attr-defined]
+    assert m1 == "GET" and "query=sum%28rate%28proof_generation_total" in p1
+    assert m2 == "POST" and p2 == "/api/v1/query" and len(b2) > GET_URL_LIMIT
+    assert short.vector and long.vector and int(long.vector[0].metric["n"]) == len(b2)
 
 
 async def test_health_of_a_replica_without_a_usable_url_is_an_error_not_a_crash():

@@ -141,19 +141,25 @@ async def test_idle_run_does_not_tick():
     await asyncio.wait_for(task, 1.0)
 
 
-async def test_records_put_before_run_are_delivered_and_a_trickle_is_batched():
-    b = LogBatcher(interval=0.2)
-    b.put_many(["early"])
+async def test_the_first_records_leave_at_once_and_a_trickle_after_them_is_batched():
+    b = LogBatcher(interval=2.0)
+    b.put_many(["tail-1", "tail-2"])  # what a source read before run() started: the start-up tail
     got = []
     stop = asyncio.Event()
     task = asyncio.create_task(b.run(got.append, stop))
-    await asyncio.sleep(0.05)
-    b.put("second")  # inside the gathering interval: leaves with the first
     for _ in range(100):
         if got:
             break
         await asyncio.sleep(0.01)
-    assert [x.records for x in got] == [("early", "second")]
+    assert [x.records for x in got] == [("tail-1", "tail-2")]  # within half an interval
+    b.put("second")
+    await asyncio.sleep(0.05)
+    b.put("third")  # inside the gathering interval: leaves with "second"
+    for _ in range(400):
+        if len(got) > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert [x.records for x in got] == [("tail-1", "tail-2"), ("second", "third")]
     stop.set()
     await asyncio.wait_for(task, 1.0)
 

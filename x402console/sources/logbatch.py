@@ -147,8 +147,8 @@ class LogBatcher:
     """Thread-safe bounded queue of log records, drained into LogBatch snapshots on the loop.
 
     put() may be called from any thread. run() is the loop side: it sends a batch every
-    `interval` seconds when records are waiting, at once when `max_batch` are waiting, and never
-    more than `max_batch` records in one LogBatch.
+    `interval` seconds when records are waiting, at once when `max_batch` are waiting (and for
+    the first records it sees), and never more than `max_batch` records in one LogBatch.
     """
 
     def __init__(
@@ -228,6 +228,7 @@ class LogBatcher:
         if self._woken:
             ready.set()  # records put before run() started
         stopper = asyncio.ensure_future(stop.wait())
+        first = True
         try:
             while not stop.is_set():
                 waiter = asyncio.ensure_future(ready.wait())
@@ -235,8 +236,11 @@ class LogBatcher:
                 waiter.cancel()
                 if stop.is_set():
                     break
-                if len(self) < self.max_batch:
+                # The first batch (the tail read at start-up) leaves at once: it is whole
+                # already, and the log pane is the last to show data when the console opens.
+                if not first and len(self) < self.max_batch:
                     await asyncio.wait((stopper,), timeout=self.interval)
+                first = False
                 ready.clear()
                 # Full batches go out back to back, yielding between them so the UI keeps up.
                 while (batch := self.take()) is not None:
