@@ -525,3 +525,42 @@ async def test_the_consoles_own_probes_are_hidden_until_m_shows_them():
         assert "probes hidden" not in pane.status.text
         await pilot.press("m")
         await wait_for(pilot, lambda: "GET /health" not in "\n".join(screen_lines(pane.view)))
+
+
+async def test_a_fast_stream_of_hidden_probe_lines_waits_for_the_apps_tick():
+    # Two replicas probed twice a second each, plus Prometheus: most of an idle console's log
+    # lines are hidden probes. They must not make the pane redraw on its own timer (a screen
+    # update each time) when what it shows changes once a second.
+    app = PaneApp(monitoring_paths=("/health", "/metrics"))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.pane
+        pane.shared_tick = True
+        probe = LogRecord(replica="prover-1", ts=None, level="info", message="GET /health", raw="GET /health",
+                          http_status=200, method="GET", path="/health")
+        flushes = 0
+        real_flush = pane._flush
+
+        def counting_flush() -> None:
+            nonlocal flushes
+            flushes += 1
+            real_flush()
+
+        pane._flush = counting_flush  # type: ignore[method-assign]
+        for _ in range(20):
+            pane.add_batch(batch([probe] * 10))  # 200 lines in ~0.4 s: "fast" by arrival
+            await pilot.pause(0.02)
+        assert pane.meter.rate() >= 20 and pane.shown_meter.rate() == 0
+        assert flushes == 0, "hidden lines drew the pane on its own timer"
+        pane.flush_pending()  # the app's tick
+        assert flushes == 1
+        # Lines that are shown, as fast, are drawn every frame without waiting for the tick.
+        for i in range(20):
+            pane.add_batch(batch([rec(i * 10 + j, "real request") for j in range(10)]))
+            await pilot.pause(0.02)
+        assert pane.shown_meter.rate() >= 20
+        pane.flush_pending()  # one more tick; from here on the pane draws by itself
+        ticked = flushes
+        for i in range(20, 30):
+            pane.add_batch(batch([rec(i * 10 + j, "real request") for j in range(10)]))
+            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: flushes >= ticked + 3)

@@ -52,7 +52,9 @@ _DIM = Style(dim=True)
 _ON = Style(bold=True, reverse=True)
 
 
-# Above this rate lines are drawn every frame; below it, on the app's refresh tick when shared.
+# Above this rate of lines that pass the filter, lines are drawn every frame; below it, on the
+# app's refresh tick when shared. Lines the filter hides (the console's own probes, two a second
+# per replica) change nothing on screen but the counters: they never make the stream "fast".
 FAST_LINES_PER_SECOND = 20.0
 
 class LogStatus(Widget):
@@ -190,7 +192,8 @@ class LogPane(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.buffer = LogBuffer(capacity)
         self.top_clients = TopClients(window_seconds=top_window_seconds)
-        self.meter = RateMeter()
+        self.meter = RateMeter()  # every line that arrives (the status line's lines/s)
+        self.shown_meter = RateMeter()  # the lines that pass the filter: what must be drawn
         self._frame = 1.0 / (fps if fps and fps > 0 else MAX_FPS)
         self.dropped = 0
         self.rejected = 0
@@ -284,7 +287,9 @@ class LogPane(Vertical):
                 good = tuple(r for r in records if isinstance(r, LogRecord))
                 self.rejected += len(records) - len(good)
                 records = good
+            matched = self.buffer.matched_total
             added = self.buffer.extend(records)
+            self.shown_meter.add(self.buffer.matched_total - matched)
             top = self.top_clients
             count = top.add
             if top.count_app_lines:
@@ -304,7 +309,7 @@ class LogPane(Vertical):
         if self._flush_pending or not self.is_mounted:
             return
         self._flush_pending = True
-        if self.shared_tick and self.meter.rate() < FAST_LINES_PER_SECOND:
+        if self.shared_tick and self.shown_meter.rate() < FAST_LINES_PER_SECOND:
             # A slow stream is drawn on the app's own refresh tick, together with the other
             # panes: one screen update a second instead of one per trickling line.
             return
@@ -383,7 +388,7 @@ class LogPane(Vertical):
         """Counters change every frame under load but are read a few times a second; drawing
         the status line costs about as much as the changed log lines, so it is throttled
         (with a trailing update, so the last numbers are always shown)."""
-        if self.shared_tick and self.meter.rate() < FAST_LINES_PER_SECOND:
+        if self.shared_tick and self.shown_meter.rate() < FAST_LINES_PER_SECOND:
             # A slow stream is drawn on the app's tick, at most once a second already: a
             # trailing timer here would add a second screen update every second.
             self._update_status()
