@@ -484,3 +484,18 @@ async def test_quitting_never_trips_over_removed_panes(tmp_path: Path) -> None:
         await journal_ready(pilot, app)
         await app.screen.mount(SlowToLeave())
         await pilot.pause(0.1)
+
+
+async def test_garbage_collection_is_back_on_after_the_first_frame(tmp_path: Path) -> None:
+    # The CLI turns the cyclic GC off for start-up (cli._run_console); the console must turn
+    # it back on, or a long session would never collect a cycle.
+    import gc
+
+    gc.disable()
+    try:
+        app = ConsoleApp(settings_in(tmp_path), observe=False)
+        async with running(app) as pilot:
+            await until(pilot, gc.isenabled, "the console to re-enable garbage collection")
+            await journal_ready(pilot, app)
+    finally:
+        gc.enable()

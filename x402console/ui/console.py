@@ -50,7 +50,6 @@ from x402console.ui.panes.header import HeaderBar
 from x402console.ui.panes.keybar import KeyBar
 from x402console.ui.panes.health import HealthPane
 from x402console.ui.panes.metrics import MetricsPane
-from x402console.ui.screens.dialogs import ConfirmScreen, DeclareScreen
 
 CSS_FILE = Path(__file__).resolve().parents[2] / "css" / "console.tcss"
 HEALTH_TOPICS = {T_REPLICAS, T_HEALTH, T_RUNTIME, T_TARGETS, T_COMPONENTS, T_SOURCES}
@@ -167,6 +166,7 @@ class ConsoleApp(IncidentOps, App):
         gc.freeze()
 
     def _start_background(self) -> None:
+        gc.enable()  # the CLI turns collection off for start-up (cli._run_console)
         self.run_worker(self._peek_journal(), group="journal", exit_on_error=False)
         self.run_worker(self._open_journal(), group="journal", exit_on_error=False)
         self._start_incident_ops()
@@ -552,6 +552,8 @@ class ConsoleApp(IncidentOps, App):
         # match's title; the operator can change both.
         level = self.assessment.level if self.assessment is not None and self.assessment.level else "P2"
         title = self.matches[0].title if self.matches else ""
+        from x402console.ui.screens.dialogs import DeclareScreen
+
         self.push_screen(DeclareScreen(level, suggested_title=title), declared)
 
     def _transition(self, verb: str, method: str) -> None:
@@ -574,6 +576,8 @@ class ConsoleApp(IncidentOps, App):
             self.notify(f"incident #{inc.id}: {verb}d" if verb.endswith("e") else f"incident #{inc.id}: {verb}ed")
             if method == "resolve":
                 self.notify("P writes the post-mortem draft from the journal", timeout=8)
+
+        from x402console.ui.screens.dialogs import ConfirmScreen
 
         self.push_screen(ConfirmScreen(f"{verb.capitalize()} incident #{inc.id}?",
                                        f"{inc.severity} {inc.title}\nstatus now: {inc.status}",

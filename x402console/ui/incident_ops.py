@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from x402console.ui.screens.dialogs import ConfirmScreen, PromptScreen, SeverityScreen
 
 ASSESS_INTERVAL = 5.0  # seconds between severity/matching passes over the store (a log window count costs)
 ESCALATION_INTERVAL = 5.0
@@ -121,6 +120,8 @@ class IncidentOps:
                 if await self._journal_call("severity", self.journal.set_severity(inc.id, severity, self.journal.actor, reason)):
                     self.notify(f"incident #{inc.id} is now {severity}")
 
+        from x402console.ui.screens.dialogs import SeverityScreen  # dialogs load when first opened, not at start-up
+
         self.push_screen(SeverityScreen(inc.severity, suggested, reasons), chosen)
 
     def action_toggle_security(self) -> None:
@@ -137,6 +138,8 @@ class IncidentOps:
         async def reason(text: str | None) -> None:
             if text and self.journal is not None:
                 await self._journal_call("security", self.journal.set_security(inc.id, marking, self.journal.actor, text))
+
+        from x402console.ui.screens.dialogs import PromptScreen
 
         self.push_screen(PromptScreen(f"{'Mark' if marking else 'Unmark'} incident #{inc.id} as a security incident",
                                       body, placeholder="why", confirm_label="Mark" if marking else "Unmark"), reason)
@@ -162,6 +165,8 @@ class IncidentOps:
                     await self._reload_incidents()
                     self.notify(f"incident #{inc.id} reopened: its clocks start again")
 
+        from x402console.ui.screens.dialogs import ConfirmScreen
+
         self.push_screen(ConfirmScreen(f"Reopen incident #{inc.id}?", f"{inc.severity} {inc.title}\nstatus now: {inc.status}",
                                        "Reopen"), confirmed)
 
@@ -176,6 +181,8 @@ class IncidentOps:
                     "note", text, self.journal.actor, inc.id if inc else None))
 
         where = f"incident #{inc.id}" if inc else "the environment's timeline (no incident in focus)"
+        from x402console.ui.screens.dialogs import PromptScreen
+
         self.push_screen(PromptScreen(f"Note on {where}", placeholder="what happened / what you see",
                                       confirm_label="Add"), typed)
 

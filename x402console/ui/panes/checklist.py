@@ -8,8 +8,6 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from x402console.core.checklist import PHASES, progress
-
 
 class ChecklistPane(OptionList):
     """Phases as headings, items as options; the journal is the only source of the ticks."""
@@ -50,6 +48,10 @@ class ChecklistPane(OptionList):
         options: list[Option] = []
         if incident_id is None:
             options.append(Option(Text("No incident in focus: D declares one.", style="dim"), disabled=True))
+        # The runbook's checklist is read (TOML) with the journal's first answer, after the
+        # first frame, not at import.
+        from x402console.core.checklist import PHASES, progress
+
         done = {p.phase: p for p in progress(self.state)}
         for phase in PHASES:
             pp = done.get(phase.id)
