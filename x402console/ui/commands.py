@@ -1,6 +1,6 @@
 """Every console command in one registry: its binding id, default key, title and help.
 
-The same entries feed the app's bindings (so the footer shows them and the keymap in the
+The same entries feed the app's bindings (so the key bar shows them and the keymap in the
 config can remap them by id), the command palette and the help screen, so the three never
 disagree.
 """

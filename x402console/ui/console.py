@@ -757,7 +757,7 @@ class ConsoleApp(IncidentOps, App):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in DRILL_ACTIONS and self.drill_env is None:
-            return False  # hidden from the footer and the palette outside a drill
+            return False  # hidden from the key bar and the palette outside a drill
         if self._main is not None and self.screen is not self._main and action in APP_ACTIONS:
             # A dialog, the timeline or the runbook is on top: its keys are the ones that
             # count, and a stray capital must not acknowledge or resolve underneath it.
