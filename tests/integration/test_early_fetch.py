@@ -169,6 +169,20 @@ def test_a_hung_server_is_given_up_on_after_the_timeout(raw_server) -> None:
         hang.set()
 
 
+def test_many_hung_replicas_do_not_keep_the_fetch_going(raw_server) -> None:
+    hang = threading.Event()
+    servers = [raw_server(lambda conn: hang.wait(10)) for _ in range(6)]
+    try:
+        urls = [(s.url("/health"), "*/*") for s in servers]
+        fetch = EarlyFetch(urls, timeout=0.3).start()
+        assert fetch.done.wait(10)
+        # Two timeouts' worth of waiting, not six: the sources take over after that.
+        assert 1 <= fetch.attempted <= 3, fetch.attempted
+        assert all(fetch.answer(u) is None for u, _ in urls)
+    finally:
+        hang.set()
+
+
 def test_a_trickling_server_cannot_stretch_the_deadline(raw_server) -> None:
     def trickle(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.0 200 OK\r\n")

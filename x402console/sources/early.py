@@ -124,6 +124,7 @@ class EarlyFetch:
         self._answers: dict[str, EarlyAnswer] = {}
         self._thread: threading.Thread | None = None
         self.done = threading.Event()
+        self.attempted = 0  # requests started (the rest were given up with the time budget)
 
     def start(self) -> EarlyFetch:
         if self.requests and self._thread is None:
@@ -134,9 +135,15 @@ class EarlyFetch:
         return self
 
     def _run(self) -> None:
+        # The whole fetch is worth at most two timeouts: past that the sources are running and
+        # ask for themselves (with many unreachable replicas it would otherwise go on for long).
+        give_up_at = time.monotonic() + 2 * self.timeout
         try:
             for url, accept in self.requests:
-                answer = get_once(url, self.timeout, accept)
+                if time.monotonic() >= give_up_at:
+                    break
+                self.attempted += 1
+                answer = get_once(url, min(self.timeout, give_up_at - time.monotonic()), accept)
                 if answer is not None:
                     self._answers[url] = answer  # one dict store: atomic under the GIL
         finally:
