@@ -20,7 +20,8 @@ import socket
 import threading
 import time
 from typing import Any, Iterable
-from urllib.parse import urlsplit
+
+from x402console.sources.http_url import METRICS_ACCEPT, split_http_url
 
 __all__ = ["EarlyAnswer", "EarlyFetch", "start_early_fetch"]
 
@@ -75,15 +76,10 @@ def parse_answer(raw: bytes) -> tuple[int, str, dict[str, str], bytes] | None:
 
 def get_once(url: str, timeout: float, accept: str) -> EarlyAnswer | None:
     """One HTTP/1.0 GET; None on any failure (the caller never reports it)."""
-    parts = urlsplit(url)
     try:
-        port = parts.port or 80
+        host, port, target, host_header = split_http_url(url)
     except ValueError:
         return None
-    if parts.scheme != "http" or not parts.hostname:
-        return None
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     request = (f"GET {target} HTTP/1.0\r\nHost: {host_header}:{port}\r\nUser-Agent: x402console\r\n"
                f"Accept: {accept}\r\n\r\n").encode("latin-1", "replace")
     started = time.monotonic()
@@ -91,7 +87,7 @@ def get_once(url: str, timeout: float, accept: str) -> EarlyAnswer | None:
     chunks: list[bytes] = []
     size = 0
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(request)
             while size <= READ_LIMIT + MAX_HEAD:
                 left = deadline - time.monotonic()
@@ -164,5 +160,5 @@ def start_early_fetch(settings: Any) -> EarlyFetch | None:
     timeout = min(1.0, float(settings.prover.health_timeout_seconds))
     requests = [(r.health_url, "application/json") for r in replicas if r.health_url]
     if not settings.prometheus.url:  # with Prometheus the console does not scrape replicas itself
-        requests += [(r.metrics_url, "text/plain;version=0.0.4;q=0.9,*/*;q=0.1") for r in replicas if r.metrics_url]
+        requests += [(r.metrics_url, METRICS_ACCEPT) for r in replicas if r.metrics_url]
     return EarlyFetch(requests, timeout).start()

@@ -16,7 +16,8 @@ import asyncio
 import time
 import zlib
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+
+from x402console.sources.http_url import split_http_url
 
 MAX_HEADER_LINE = 16 * 1024
 MAX_HEADERS = 100
@@ -35,16 +36,10 @@ class LeanPool:
     async def get(self, url: str, *, timeout: float, limit: int, headers: Mapping[str, str] | None = None):
         from x402console.sources.health import Fetched, FetchError
 
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise FetchError(f"bad URL: {url!r} (the lean client does plain http only)")
         try:
-            port = parts.port or 80
-        except ValueError:
-            raise FetchError(f"bad URL: {url!r} has an invalid port") from None
-        host = parts.hostname
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = f"[{host}]" if ":" in host else host
+            host, port, target, host_header = split_http_url(url)
+        except ValueError as exc:
+            raise FetchError(str(exc)) from None
         lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}:{port}", "User-Agent: x402console",
                  "Accept: */*", "Connection: keep-alive"]
         for name, value in (headers or {}).items():

@@ -215,10 +215,8 @@ class PrometheusSource:
                 fetched = await fetch_bounded(client, "GET", f"{url}?{query}" if query else url,
                                               timeout=self.timeout + 1.0, limit=API_BODY_LIMIT, headers=headers)
             else:
-                fetched = await fetch_bounded(
-                    client, method, url, timeout=self.timeout + 1.0, limit=API_BODY_LIMIT,
-                    data=dict(data) if data is not None else None, headers=headers,
-                )
+                fetched = await fetch_bounded(client, method, url, timeout=self.timeout + 1.0, limit=API_BODY_LIMIT,
+                                              data=dict(data or {}), headers=headers)
         except FetchError as exc:
             raise PromAPIError(f"cannot reach {self.base_url}: {exc}", "unreachable") from exc
         if fetched.truncated:

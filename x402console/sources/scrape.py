@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping
 from x402console.sources.backoff import Backoff, ReplicaChains, sleep_or_stop, unless_stopped
 from x402console.sources.exposition import MAX_BYTES, Exposition, MetricFamily, histogram_buckets, parse_exposition
 from x402console.sources.health import FetchError, ReplicasProvider, Sink, fetch_bounded, make_client
+from x402console.sources.http_url import METRICS_ACCEPT
 from x402console.sources.models import FleetMetrics, ReplicaIdentity, SourceStatus
 from x402console.sources.rates import CounterRate, error_ratio, histogram_quantile
 
@@ -307,7 +308,7 @@ class ScrapeSource:
     async def scrape_once(self, client: httpx.AsyncClient, replica: ReplicaIdentity) -> tuple[float, Exposition]:
         fetched = await fetch_bounded(
             client, "GET", replica.metrics_url, timeout=self.timeout, limit=MAX_BYTES,
-            headers={"Accept": "text/plain;version=0.0.4;q=0.9,*/*;q=0.1", "Accept-Encoding": "gzip"},
+            headers={"Accept": METRICS_ACCEPT, "Accept-Encoding": "gzip"},
         )
         if fetched.status_code != 200:
             raise FetchError(f"HTTP {fetched.status_code} {fetched.reason}".rstrip())

@@ -20,6 +20,7 @@ import httpx
 
 from x402console.sources.exposition import MAX_BYTES, parse_exposition
 from x402console.sources.health import FetchError, fetch_bounded
+from x402console.sources.http_url import METRICS_ACCEPT
 from x402console.sources.models import ReplicaIdentity
 from x402console.sources.promapi import PromAPIError, QueryResult, histogram_buckets, parse_alerts
 from x402console.sources.prometheus import VERIFICATION_FAILURES, PrometheusSource, instance_of
@@ -89,7 +90,7 @@ def replica_increase(before: ReplicaReading, after: ReplicaReading, kind: str) -
 async def _scrape(client: httpx.AsyncClient, replica: ReplicaIdentity, names: Any, timeout: float) -> tuple[float, ReplicaReading]:
     fetched = await fetch_bounded(
         client, "GET", replica.metrics_url, timeout=timeout, limit=MAX_BYTES,
-        headers={"Accept": "text/plain;version=0.0.4;q=0.9,*/*;q=0.1"},
+        headers={"Accept": METRICS_ACCEPT},
     )
     if fetched.status_code != 200:
         raise FetchError(f"HTTP {fetched.status_code} {fetched.reason}".rstrip())

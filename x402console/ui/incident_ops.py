@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-
 ASSESS_INTERVAL = 5.0  # seconds between severity/matching passes over the store (a log window count costs)
 ESCALATION_INTERVAL = 5.0
 # proofs.db quick check and verification key hash: cheap, read-only, bounded (3 s), but not
