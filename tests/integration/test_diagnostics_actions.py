@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import socket
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.rig.components import free_port
+from tests.rig.raw_server import RawServer
 from tests.rig.sim import sim_factory  # noqa: F401  (fixture)
 from x402console.actions.base import ActionContext, ActionError, Outcome, Plan, Progress, Target
 from x402console.actions.diagnostics import diagnostics_dir
@@ -292,39 +292,15 @@ async def test_memory_sampling_of_a_rate_limited_prover_says_so(registry, sim_fa
     assert "samples failed: HTTP 429 (rate limited)" in outcome.summary
 
 
-class DyingServer:
-    """A real TCP listener on loopback that reads each request and then drops the connection:
-    with a reset (SO_LINGER 0, as a killed process's socket) or a plain close."""
+def dying_server(reset: bool) -> RawServer:
+    """Reads each request and then drops the connection: with a reset (SO_LINGER 0, as a killed
+    process's socket) or a plain close."""
 
-    def __init__(self, reset: bool) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.sock.settimeout(0.05)  # accept() wakes up to see the stop flag
-        self.reset = reset
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+    def drop(conn: socket.socket) -> None:
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(5)
-            with conn:
-                conn.recv(4096)
-                if self.reset:
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
+    return RawServer(drop)
 
 
 @pytest.mark.parametrize(("reset", "kind", "words"), [
@@ -332,7 +308,7 @@ class DyingServer:
     (False, "closed", "127.0.0.1:{port} closed the connection without a valid answer"),
 ])
 async def test_a_connection_dropped_mid_request_is_said_plainly(registry, reset, kind, words) -> None:
-    server = DyingServer(reset)
+    server = dying_server(reset)
     url = f"http://127.0.0.1:{server.port}"
     settings = Settings(discovery=Discovery(mode="static"), replicas=(Replica("prover-1", url + "/health", url + "/metrics"),))
     ctx = ActionContext(settings=settings)

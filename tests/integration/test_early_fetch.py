@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.test_http_sources import Running, fast, replicas_of
 from tests.rig.components import free_port
+from tests.rig.raw_server import RawServer
 from x402console.config import load_config
 from x402console.sources.early import EarlyFetch, get_once, start_early_fetch
 from x402console.sources.health import HealthProber
@@ -22,42 +23,6 @@ from x402console.sources.models import FleetMetrics, HealthSample
 from x402console.sources.scrape import ScrapeSource
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class RawServer:
-    """A loopback TCP server whose every connection is handled by `behave(conn)` on a thread."""
-
-    def __init__(self, behave: Callable[[socket.socket], None]) -> None:
-        self.behave = behave
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.requests: list[bytes] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self.requests.append(conn.recv(65536))
-                    self.behave(conn)
-                except OSError:
-                    pass
-
-    def url(self, path: str = "/metrics") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 @pytest.fixture
