@@ -9,10 +9,11 @@ form the config file would use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from x402console.records import Record, record
 from x402console.settings.paths import default_state_dir
 
 DISCOVERY_MODES = ("compose", "services", "pattern", "static")
@@ -24,39 +25,12 @@ SEVERITY_LEVELS = ("P0", "P1", "P2", "P3")
 LOCAL_DOCKER_URL = "unix:///var/run/docker.sock"
 
 
-class _Record:
-    """Equality, hashing and repr shared by every settings record.
-
-    The classes below are frozen dataclasses with eq=False/repr=False: on Python 3.11 each
-    generated method costs an exec() at import, and this module is imported by every command.
-    Behaviour matches what dataclasses would generate (fields with compare=False are ignored).
-    """
-
-    __slots__ = ()
-
-    def _compared(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)  # type: ignore[arg-type]
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._compared() == other._compared()
-
-    def __hash__(self) -> int:
-        return hash(self._compared())
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)  # type: ignore[arg-type]
-        return f"{self.__class__.__qualname__}({shown})"
-
-
-
 def _default_journal() -> Path:
     return default_state_dir() / "journal.db"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Environment(_Record):
+@record
+class Environment(Record):
     """[environment]: which system this is and who operates it."""
 
     name: str = "x402"
@@ -67,8 +41,8 @@ class Environment(_Record):
     operator: str = ""
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class DockerHost(_Record):
+@record
+class DockerHost(Record):
     """One [[docker.hosts]] entry: a Docker engine to watch."""
 
     name: str = "local"
@@ -77,8 +51,8 @@ class DockerHost(_Record):
     timeout_seconds: float = 10.0
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Discovery(_Record):
+@record
+class Discovery(Record):
     """[discovery]: how prover replicas are found."""
 
     mode: str = "compose"
@@ -89,8 +63,8 @@ class Discovery(_Record):
     include_oneoff: bool = False
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class ProverSettings(_Record):
+@record
+class ProverSettings(Record):
     """[prover]: what every prover replica serves and how it behaves."""
 
     port: int = 8080
@@ -103,8 +77,8 @@ class ProverSettings(_Record):
     memory_limit_bytes: int = 4 * 1024**3
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Replica(_Record):
+@record
+class Replica(Record):
     """One [[replicas]] entry: a prover known by URL rather than discovered."""
 
     name: str
@@ -116,8 +90,8 @@ class Replica(_Record):
     docker_host: str | None = None
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class PrometheusSettings(_Record):
+@record
+class PrometheusSettings(Record):
     """[prometheus]: the fleet's Prometheus (url None = scrape replicas directly)."""
 
     url: str | None = "http://127.0.0.1:9090"
@@ -125,8 +99,8 @@ class PrometheusSettings(_Record):
     timeout_seconds: float = 5.0
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class MetricNames(_Record):
+@record
+class MetricNames(Record):
     """[metrics]: metric names (the real ones by default, reference 2.1)."""
 
     proofs_total: str = "proof_generation_total"
@@ -139,8 +113,8 @@ class MetricNames(_Record):
     window_minutes: int = 10
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class NginxSettings(_Record):
+@record
+class NginxSettings(Record):
     """[nginx]: the deny file and the commands that check and reload nginx."""
 
     deny_file: Path = Path("/etc/nginx/blocked_ips.conf")
@@ -149,8 +123,8 @@ class NginxSettings(_Record):
     url: str | None = None
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class FirewallSettings(_Record):
+@record
+class FirewallSettings(Record):
     """[firewall]: the iptables rule the runbook gives, if wanted."""
 
     iptables: bool = False
@@ -158,8 +132,8 @@ class FirewallSettings(_Record):
     iptables_command: tuple[str, ...] = ("iptables",)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class DatabaseSettings(_Record):
+@record
+class DatabaseSettings(Record):
     """[database]: proofs.db and its backups."""
 
     path: Path = Path("proofs.db")
@@ -169,8 +143,8 @@ class DatabaseSettings(_Record):
     delete_batch_size: int = 5000
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class CircuitSettings(_Record):
+@record
+class CircuitSettings(Record):
     """[circuits]: verification keys and the commands that check the circuit."""
 
     verification_key: Path = Path("circuits/build/verification_key.json")
@@ -181,8 +155,8 @@ class CircuitSettings(_Record):
     test_command: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class SeverityThresholds(_Record):
+@record
+class SeverityThresholds(Record):
     """[severity]: the runbook's thresholds between P1 and P2."""
 
     error_ratio_p1: float = 0.20
@@ -193,8 +167,8 @@ class SeverityThresholds(_Record):
     memory_ratio_warn: float = 0.80
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Target(_Record):
+@record
+class Target(Record):
     """Response and resolution targets of one severity level, in minutes."""
 
     response_minutes: int
@@ -211,8 +185,8 @@ DEFAULT_TARGETS: dict[str, Target] = {
 }
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Contact(_Record):
+@record
+class Contact(Record):
     """One [[contacts]] entry."""
 
     name: str
@@ -222,8 +196,8 @@ class Contact(_Record):
     hook: str | None = None
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class EscalationTier(_Record):
+@record
+class EscalationTier(Record):
     """One [[escalation.tiers]] entry: who is paged, and when."""
 
     name: str
@@ -234,8 +208,8 @@ class EscalationTier(_Record):
     respond_within_minutes: int | None = None
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class NotifyHook(_Record):
+@record
+class NotifyHook(Record):
     """One [[notify.hooks]] entry: how a message leaves the console."""
 
     name: str
@@ -245,8 +219,8 @@ class NotifyHook(_Record):
     timeout_seconds: float = 10.0
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class UISettings(_Record):
+@record
+class UISettings(Record):
     """[ui]: refresh and rendering limits."""
 
     refresh_seconds: float = 1.0
@@ -279,8 +253,8 @@ def _default_docker_hosts() -> tuple[DockerHost, ...]:
     return (DockerHost(),)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Settings(_Record):
+@record
+class Settings(Record):
     """Everything the configuration file holds, checked and typed."""
 
     environment: Environment = field(default_factory=Environment)

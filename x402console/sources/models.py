@@ -7,12 +7,14 @@ seconds (time.time()) so they can be shown and compared across sources.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Mapping
 
+from x402console.records import Record, record
 
-@dataclass(frozen=True)
-class SourceStatus:
+
+@record
+class SourceStatus(Record):
     """Health of one source itself (not of what it observes): shown in the affected pane."""
 
     name: str  # e.g. "docker:local", "prometheus", "health:prover-1", "logs:prover-2"
@@ -23,8 +25,8 @@ class SourceStatus:
     attempts: int = 0  # consecutive failures
 
 
-@dataclass(frozen=True)
-class ReplicaIdentity:
+@record
+class ReplicaIdentity(Record):
     """A prover replica as discovered: a container, a local process, or just URLs."""
 
     name: str
@@ -39,8 +41,8 @@ class ReplicaIdentity:
     control_url: str | None = None
 
 
-@dataclass(frozen=True)
-class HealthSample:
+@record
+class HealthSample(Record):
     replica: str
     ok: bool
     ts: float
@@ -50,8 +52,8 @@ class HealthSample:
     status_text: str | None = None  # the "status" field of the health JSON
 
 
-@dataclass(frozen=True)
-class RuntimeState:
+@record
+class RuntimeState(Record):
     """Container or process state plus resource use, computed as `docker stats` does."""
 
     replica: str
@@ -68,8 +70,8 @@ class RuntimeState:
     pids: int | None = None
 
 
-@dataclass(frozen=True)
-class FleetMetrics:
+@record
+class FleetMetrics(Record):
     """The runbook's numbers for the whole service at one moment.
 
     `p95_lower_bound` is True when the 95th percentile falls in the +Inf bucket: the real
@@ -91,8 +93,8 @@ class FleetMetrics:
     verification_failure_rate: float | None = None
 
 
-@dataclass(frozen=True)
-class AlertState:
+@record
+class AlertState(Record):
     name: str
     state: str  # pending | firing
     severity: str | None
@@ -102,8 +104,8 @@ class AlertState:
     value: str | None = None
 
 
-@dataclass(frozen=True)
-class TargetState:
+@record
+class TargetState(Record):
     instance: str
     job: str
     health: str  # up | down | unknown
@@ -111,8 +113,8 @@ class TargetState:
     last_scrape: str | None = None
 
 
-@dataclass(frozen=True)
-class ComponentState:
+@record
+class ComponentState(Record):
     """State of a supporting component: Prometheus, nginx, a Docker engine."""
 
     name: str
@@ -121,8 +123,8 @@ class ComponentState:
     ts: float = 0.0
 
 
-@dataclass(frozen=True)
-class LogBatch:
+@record
+class LogBatch(Record):
     """Log records from one or more replicas, batched so the UI absorbs high rates.
 
     `records` are sources.logparse.LogRecord objects, already sanitised and parsed.
@@ -133,8 +135,8 @@ class LogBatch:
     dropped: int = 0
 
 
-@dataclass(frozen=True)
-class ReplicaSet:
+@record
+class ReplicaSet(Record):
     """The replicas currently discovered (sent whenever discovery changes)."""
 
     replicas: tuple[ReplicaIdentity, ...]
