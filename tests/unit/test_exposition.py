@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from x402console.sources.exposition import histogram_buckets, parse_exposition, parse_float, total, value
+from x402console.sources.exposition import histogram_buckets, parse_exposition, parse_float, total, value, wanted_names
 
 DOC_EXAMPLE = r"""# HELP http_requests_total The total number of HTTP requests.
 # TYPE http_requests_total counter
@@ -304,3 +304,68 @@ def test_non_contiguous_family_is_reported() -> None:
 def test_duplicate_sample_is_reported() -> None:
     exp = parse_exposition('a{x="1"} 1\na{x="1"} 2\n')
     assert [e.line for e in exp.errors] == [2]
+
+
+# --- parsing only the families a reader wants ----------------------------------------------
+
+
+def _busy_registry() -> CollectorRegistry:
+    """The prover's families among others a reader skips (a Go page is mostly runtime)."""
+    reg = _prover_registry()
+    Gauge("go_goroutines", "Number of goroutines that currently exist.", registry=reg).set(12)
+    Histogram("proof_verification_duration_seconds", "Time taken to verify a proof", registry=reg).observe(0.01)
+    Counter("promhttp_metric_handler_requests", "Total scrapes", ["code"], registry=reg).labels(code="200").inc(9)
+    return reg
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_only_keeps_the_wanted_families_whole(openmetrics: bool) -> None:
+    if openmetrics:
+        body, ctype = generate_openmetrics(_busy_registry()), "application/openmetrics-text; version=1.0.0"
+    else:
+        body, ctype = generate_latest(_busy_registry()), None
+    wanted = ("proof_generation_total", "proof_generation_duration_seconds", "rate_limit_exceeded_total", "active_requests")
+    full = parse_exposition(body, ctype)
+    part = parse_exposition(body, ctype, only=wanted_names(wanted))
+    assert part.errors == [] and part.openmetrics == openmetrics
+    for name in wanted:
+        a, b = full.family(name), part.family(name)
+        assert b is not None and (b.name, b.type, b.help) == (a.name, a.type, a.help), name
+        assert [(s.name, s.labels, s.value) for s in b.samples] == [(s.name, s.labels, s.value) for s in a.samples]
+    for skipped in ("go_goroutines", "proof_verification_duration_seconds", "promhttp_metric_handler_requests_total"):
+        assert full.family(skipped) is not None and part.family(skipped) is None, skipped
+    assert part.value("proof_generation_total") == 42 and part.value("active_requests") == 3
+
+
+def test_only_reports_problems_of_kept_families_and_skips_the_rest_unread() -> None:
+    body = (
+        "# TYPE go_goroutines gauge\n"
+        "go_goroutines{broken 12\n"                     # skipped: not reported
+        "# TYPE active_requests gauge\n"
+        "active_requests 3\n"
+        "active_requests 4\n"                           # kept: duplicate reported
+        "proof_generation_total not-a-number\n"         # kept: reported
+    )
+    part = parse_exposition(body, only=wanted_names(["active_requests", "proof_generation_total"]))
+    assert [i.line for i in part.errors] == [5, 6]
+    assert parse_exposition(body).errors[0].line == 2  # the full parse does see line 2
+    assert part.value("active_requests") == 3
+
+
+def test_wanted_names_cover_both_counter_styles() -> None:
+    keep = wanted_names(["proof_generation_total"])
+    # 0.0.4: TYPE proof_generation_total counter; OpenMetrics: TYPE proof_generation counter
+    assert {"proof_generation_total", "proof_generation", "proof_generation_created"} <= keep
+    assert "proof_generation_errors_total" not in keep
+
+
+def test_scrape_reading_is_the_same_filtered_or_not() -> None:
+    from x402console.settings.model import MetricNames
+    from x402console.sources.scrape import read_exposition, read_names
+
+    names = MetricNames()
+    for body, ctype in ((generate_latest(_busy_registry()), None),
+                        (generate_openmetrics(_busy_registry()), "application/openmetrics-text; version=1.0.0")):
+        full = read_exposition(parse_exposition(body, ctype), names)
+        part = read_exposition(parse_exposition(body, ctype, only=read_names(names)), names)
+        assert part == full and part.counters and part.buckets

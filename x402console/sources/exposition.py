@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 __all__ = [
     "Sample",
@@ -32,6 +32,7 @@ __all__ = [
     "ParseIssue",
     "Exposition",
     "parse_exposition",
+    "wanted_names",
     "parse_float",
     "value",
     "total",
@@ -386,8 +387,14 @@ def parse_exposition(
     *,
     max_bytes: int = MAX_BYTES,
     max_lines: int = MAX_LINES,
+    only: frozenset[str] | None = None,
 ) -> Exposition:
-    """Parse a /metrics body. Never raises for bad input: see ``Exposition.errors``."""
+    """Parse a /metrics body. Never raises for bad input: see ``Exposition.errors``.
+
+    ``only`` (from ``wanted_names``): parse just the lines of these families and skip the rest
+    unread, problems included. Most of a Go service's page is runtime families nobody here
+    reads, and a console scrapes every replica every refresh.
+    """
     if isinstance(text, (bytes, bytearray)):
         body = bytes(text[: max_bytes + 1]).decode("utf-8", "replace")
         too_big = len(text) > max_bytes
@@ -413,6 +420,8 @@ def parse_exposition(
         line = line.strip(" \t\r")
         if not line:
             continue
+        if only is not None and _line_metric(line) not in only:
+            continue
         if line[0] == "#":
             parser.meta(line, lineno)
         else:
@@ -421,6 +430,39 @@ def parse_exposition(
         parser.error(0, "OpenMetrics exposition does not end with # EOF")
     parser.check_histograms()
     return parser.result
+
+
+_KEEP = ""  # what _line_metric says of a line the filter must not skip
+
+
+def _line_metric(line: str) -> str:
+    """The metric name a (stripped, non-empty) line is about; _KEEP for lines a filter keeps
+    whatever it wants (comments, # EOF, names in quotes, lines too broken to name)."""
+    if line[0] == "#":
+        parts = line[1:].split(None, 2)
+        return parts[1] if len(parts) > 1 and parts[0] in ("HELP", "TYPE", "UNIT") else _KEEP
+    if line[0] == "{":
+        return _KEEP
+    end = len(line)
+    for stop in ("{", " ", "\t"):
+        at = line.find(stop, 0, end)
+        if at >= 0:
+            end = at
+    return line[:end]
+
+
+def wanted_names(names: Iterable[str]) -> frozenset[str]:
+    """The line names ``parse_exposition(only=...)`` keeps to answer ``family`` / ``value`` for
+    each of ``names``, whether a name is given as its family (x) or as a sample (x_total), in
+    the 0.0.4 style (TYPE x_total counter) or the OpenMetrics one (TYPE x counter)."""
+    suffixes = {s for group in _SUFFIXES.values() for s in group}
+    keep = {_KEEP}
+    for name in names:
+        bases = {name} | {name[: -len(s)] for s in suffixes if name.endswith(s) and len(name) > len(s)}
+        for base in bases:
+            keep.add(base)
+            keep.update(base + s for s in suffixes)
+    return frozenset(keep)
 
 
 # --- helpers for readers -------------------------------------------------------------------

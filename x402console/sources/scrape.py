@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping
 
 
 from x402console.sources.backoff import Backoff, ReplicaChains, sleep_or_stop, unless_stopped
-from x402console.sources.exposition import MAX_BYTES, Exposition, MetricFamily, histogram_buckets, parse_exposition
+from x402console.sources.exposition import (
+    MAX_BYTES,
+    Exposition,
+    MetricFamily,
+    histogram_buckets,
+    parse_exposition,
+    wanted_names,
+)
 from x402console.sources.health import FetchError, ReplicasProvider, Sink, fetch_bounded, make_client
 from x402console.sources.http_url import METRICS_ACCEPT
 from x402console.sources.models import FleetMetrics, ReplicaIdentity, SourceStatus
@@ -84,6 +91,12 @@ def _counter_sum(expo: Exposition, name: str) -> float | None:
 def _gauge_sum(expo: Exposition, name: str) -> float | None:
     fam = expo.family(name)
     return None if fam is None else _summed(fam, name)
+
+
+def read_names(names: Any) -> frozenset[str]:
+    """What ``read_exposition`` reads, for ``parse_exposition(only=...)``; ``names`` is settings.metrics."""
+    return wanted_names((names.proofs_total, names.errors_total, names.rate_limited_total, VERIFICATION_FAILURES,
+                         names.duration_histogram, names.active_requests, names.resident_memory, START_TIME))
 
 
 def read_exposition(expo: Exposition, names: Any) -> ReplicaReading:
@@ -304,6 +317,7 @@ class ScrapeSource:
         self.window = FleetWindow(window_seconds, gauge_max_age=max(15.0, 5 * self.interval))
         self._client = client
         self._early = early  # sources.early.EarlyFetch: a first scrape taken while the UI loaded
+        self._only = read_names(settings.metrics)
 
     async def scrape_once(self, client: httpx.AsyncClient, replica: ReplicaIdentity) -> tuple[float, Exposition]:
         fetched = await fetch_bounded(
@@ -312,7 +326,7 @@ class ScrapeSource:
         )
         if fetched.status_code != 200:
             raise FetchError(f"HTTP {fetched.status_code} {fetched.reason}".rstrip())
-        expo = parse_exposition(fetched.body, fetched.headers.get("content-type"))
+        expo = parse_exposition(fetched.body, fetched.headers.get("content-type"), only=self._only)
         return time.time(), expo
 
     async def _chain(self, client: httpx.AsyncClient, sink: Sink, replica: ReplicaIdentity, stop: asyncio.Event) -> None:
@@ -325,7 +339,7 @@ class ScrapeSource:
             # The start-up scrape is the first of the two a rate needs: the chain's first own
             # scrape then makes one (after SECOND_SCRAPE_S at least, for a sensible window).
             body, _ = early.bounded(MAX_BYTES)
-            expo = parse_exposition(body, early.headers.get("content-type"))
+            expo = parse_exposition(body, early.headers.get("content-type"), only=self._only)
             if not expo.errors:
                 self.window.observe(replica.name, early.at, read_exposition(expo, self.settings.metrics))
                 scrapes = 1
