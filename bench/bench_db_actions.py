@@ -10,7 +10,7 @@ Run: .venv/bin/python bench/bench_db_actions.py [--quick] [--rows 1000000] [--ba
    process, each from one of ~760 documentation addresses in X-Forwarded-For, so the 10/min
    limit never answers) and a
    separate writer process doing one INSERT per transaction every 50 ms (the prover's own write
-   pattern) with a 60 s busy timeout, timing each, and within each the wait for the write lock
+   pattern, at synchronous=NORMAL as its driver sets it) with a 60 s busy timeout, timing each, and within each the wait for the write lock
    (it takes the lock with BEGIN IMMEDIATE first) apart from its own INSERT and commit.
    Compared, on identical copies of the same file in the same run:
      - control: the same load for --control-seconds with nothing else touching the file (how
@@ -123,6 +123,7 @@ threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).sta
 
 if kind == "writer":
     con = sqlite3.connect(target, timeout=60.0, isolation_level=None)
+    con.execute("PRAGMA synchronous = NORMAL")  # as the prover's driver (mattn/go-sqlite3) sets it
     n, start = 0, time.monotonic()
     while not stop.is_set() and time.monotonic() - start < max_seconds:
         n += 1

@@ -83,3 +83,30 @@ def test_retention_deletes_only_old_db_files(tmp_path) -> None:
     os.utime(other, (eight_days, eight_days))
     assert cleanup_old_backups(tmp_path, 7 * 86400) == [old]
     assert new.exists() and other.exists() and not old.exists()
+
+
+def test_connections_commit_as_the_real_driver_does(tmp_path) -> None:
+    """mattn/go-sqlite3 runs every connection at synchronous=NORMAL; the simulator and the
+    console's delete do the same (1), not SQLite's FULL (2), and keep the rollback journal."""
+    from x402console.actions import sqlite_ops
+    from x402console.drill.sim.store import ProofStore
+
+    db = tmp_path / "proofs.db"
+    make_db(db, 1)
+    store = ProofStore(db)
+    con = store._connect()
+    try:
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        con.close()
+    con = sqlite_ops.connect(db, readonly=False, synchronous=sqlite_ops.PROVER_SYNCHRONOUS)
+    try:
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 1
+    finally:
+        con.close()
+    con = sqlite_ops.connect(db, readonly=False)
+    try:
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # untouched unless asked
+    finally:
+        con.close()

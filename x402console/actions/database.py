@@ -407,7 +407,8 @@ class _DeleteAction(DatabaseAction):
         max_width = int(plan.params["batch_size"])
         started = time.monotonic()
         try:
-            con = ops.connect(db, readonly=False)
+            # Batches commit as durably as the prover's own writes, no more (ops.PROVER_SYNCHRONOUS).
+            con = ops.connect(db, readonly=False, synchronous=ops.PROVER_SYNCHRONOUS)
         except sqlite3.Error as exc:
             yield _failure(db, exc, self.title)
             return

@@ -2,8 +2,11 @@
 
 Every statement, the byte-copy backups and the fault damage run on a single thread with one
 connection, so the event loop never blocks on SQLite and the file is never copied or damaged
-halfway through this process's own write. Like database.go there is no PRAGMA: the journal mode
-stays the default. A busy timeout lets two replicas share the file.
+halfway through this process's own write. Like database.go there is no PRAGMA of its own: the
+journal mode stays the default. What the prover's driver (mattn/go-sqlite3) does on every
+connection is done here too: a 5 s busy timeout, which lets two replicas share the file, and
+`PRAGMA synchronous = NORMAL` (the driver's default, "always executed"), so a commit in rollback
+mode syncs the journal once rather than twice (SQLite's own default, FULL).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from x402console.drill.sim.dbdamage import damage_pages
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
+# mattn/go-sqlite3 v1.14.18 Open(): `synchronousMode := "NORMAL"` unless the DSN says otherwise.
+PROVER_SYNCHRONOUS = "NORMAL"
 MAX_PENDING_LOG_WRITES = 500
 
 SCHEMA = """
@@ -117,7 +122,9 @@ class ProofStore:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        con.execute(f"PRAGMA synchronous = {PROVER_SYNCHRONOUS}")
+        return con
 
     def _open(self) -> None:
         try:
