@@ -1,23 +1,27 @@
 """proofs.db maintenance while the prover writes: the console's actions against the runbook's.
 
 Run: .venv/bin/python bench/bench_db_actions.py [--quick] [--rows 1000000] [--backup-mb 1024]
-                                                [--methods control,console,runbook] [--control-seconds 60]
+                                                [--methods control,console,console-rollback,runbook]
+                                                [--control-seconds 60]
                                                 [--rate 20] [--baseline 8] [--runs 1] [--cp-runs 3]
                                                 [--workdir /tmp] [--skip-delete] [--skip-backup]
 
 1. Deleting expired proofs (default 1,000,000) from a proofs.db a simulated prover is writing,
    with a steady load of valid /generate-proof requests (default 20 req/s, from a separate
    process, each from one of ~760 documentation addresses in X-Forwarded-For, so the 10/min
-   limit never answers) and a
-   separate writer process doing one INSERT per transaction every 50 ms (the prover's own write
-   pattern, at synchronous=NORMAL as its driver sets it) with a 60 s busy timeout, timing each, and within each the wait for the write lock
-   (it takes the lock with BEGIN IMMEDIATE first) apart from its own INSERT and commit.
+   limit never answers) and a separate writer process doing one INSERT per transaction every
+   50 ms (the prover's own write pattern, at synchronous=NORMAL as its driver sets it) with a
+   60 s busy timeout, timing each, and within each the wait for the write lock (it takes the
+   lock with BEGIN IMMEDIATE first) apart from its own INSERT and commit.
    Compared, on identical copies of the same file in the same run:
      - control: the same load for --control-seconds with nothing else touching the file (how
        long writes take by themselves on this disk: the noise floor);
-     - the console's db.delete_expired (batches by id range, each its own short transaction);
-     - the same on a copy switched to WAL first (console-wal: what db.enable_wal does, the
-       runbook's own "Enable database WAL mode"), where a commit is one append to the WAL;
+     - console: the console's db.delete_expired as shipped: its plan switches the prover's
+       rollback-journal file to WAL while the load runs (what db.enable_wal does, the runbook's
+       own "Enable database WAL mode"), then deletes in batches by id range, each its own short
+       transaction, a commit being one append to the WAL;
+     - console-rollback: the same with wal=no, the file kept in rollback-journal mode;
+     - console-wal (not run by default): the file put in WAL mode before the load starts;
      - the runbook's single `DELETE FROM proofs WHERE expires_at < datetime('now')`.
    "Stall" is measured three ways: the longest wait of the writer for the write lock (what the
    delete holding the lock costs a write: the figure the goal is about), the longest INSERT in
@@ -373,7 +377,8 @@ def settings_for(db: Path, batch: int) -> Settings:
 # --------------------------------------------------------------------------- 1. delete
 
 
-async def console_delete(db: Path, batch: int, target_ms: float | None, pause_factor: float | None) -> dict:
+async def console_delete(db: Path, batch: int, target_ms: float | None, pause_factor: float | None,
+                         params: dict | None = None) -> dict:
     reg = Registry()
     kw: dict = {}
     if target_ms is not None:
@@ -383,7 +388,7 @@ async def console_delete(db: Path, batch: int, target_ms: float | None, pause_fa
     reg.register(DeleteExpired(**kw))
     settings = settings_for(db, batch)
     ctx = ActionContext(settings=settings)
-    plan = await reg.prepare("db.delete_expired", ctx, database_target(settings))
+    plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), params or {})
     outcome = await reg.execute(plan, ctx)
     await ctx.aclose()
     if outcome.status != "succeeded":
@@ -410,8 +415,9 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
     build_expired(template, args.rows)
     os.sync()
     print(f"built {template.name}: {template.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - t0:.1f}s")
-    results: dict[str, list[Measured]] = {"control": [], "console": [], "console-wal": [], "runbook": []}
-    methods = [m for m in ("control", "console", "console-wal", "runbook") if m in args.methods.split(",")]
+    every = ("control", "console", "console-rollback", "console-wal", "runbook")
+    results: dict[str, list[Measured]] = {m: [] for m in every}
+    methods = [m for m in every if m in args.methods.split(",")]
     for run in range(args.runs):
         for method in methods if run % 2 == 0 else methods[::-1]:
             state = work / f"delete-{method}-{run}"
@@ -433,8 +439,9 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
                     # writer's INSERTs and lock waits get by themselves on this disk.
                     time.sleep(args.control_seconds)
                     details = {"deleted": 0}
-                elif method in ("console", "console-wal"):
-                    details = asyncio.run(console_delete(db, args.batch, args.batch_target_ms, args.pause_factor))
+                elif method.startswith("console"):
+                    params = {"wal": "no"} if method == "console-rollback" else {}
+                    details = asyncio.run(console_delete(db, args.batch, args.batch_target_ms, args.pause_factor, params))
                 else:
                     details = single_delete(db)
                 end = time.monotonic()
@@ -443,9 +450,10 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             left = sqlite3.connect(db).execute("SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')").fetchone()[0]
             m.extra["expired_left"] = left
             results[method].append(m)
-            extra = {"console-wal" if method == "console-wal" else "console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
+            extra = {method if method.startswith("console") else "console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
                                 f"(statement {details.get('longest_statement_ms')} ms, commit "
-                                f"{details.get('longest_commit_ms')} ms), {details.get('interrupted')} statements "
+                                f"{details.get('longest_commit_ms')} ms; warming read {details.get('longest_warm_ms')} ms), "
+                                f"{details.get('interrupted')} statements "
                                 f"over budget, gave way {details.get('yielded')} times",
                      "runbook": "one statement", "control": "no delete, load only"}.get(method, "")
             print(f"  run {run + 1} {method:8s}: {details['deleted']:,} rows in {m.seconds:.1f}s ({extra}); "
@@ -454,8 +462,10 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
                   f"store failures {m.store_failures}, non-200 {m.non_200}, expired left {left}")
             shutil.rmtree(state, ignore_errors=True)
     template.unlink()
-    report(results, {"control": "control: load only, no delete", "console": "console: db.delete_expired (batches)",
-                     "console-wal": "console, database in WAL mode",
+    report(results, {"control": "control: load only, no delete",
+                     "console": "console: db.delete_expired (switches to WAL, then batches)",
+                     "console-rollback": "console, wal=no (rollback journal kept)",
+                     "console-wal": "console, database in WAL mode before the load",
                      "runbook": "runbook: one DELETE statement"})
 
 
@@ -604,9 +614,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="lock time per delete batch (default: the action's own)")
     p.add_argument("--pause-factor", type=float, default=None,
                    help="pause after a delete batch, in multiples of its lock time (default: the action's own)")
-    p.add_argument("--methods", default="control,console,runbook",
-                   help="delete methods to run (control = the same load without a delete, console, console-wal = "
-                        "the console's delete after PRAGMA journal_mode=WAL, runbook)")
+    p.add_argument("--methods", default="control,console,console-rollback,runbook",
+                   help="delete methods to run (control = the same load without a delete, console = the shipped "
+                        "db.delete_expired, which switches the prover's rollback-journal file to WAL first, "
+                        "console-rollback = the same with wal=no, console-wal = the file put in WAL mode before "
+                        "the load starts, runbook = one DELETE)")
     p.add_argument("--control-seconds", type=float, default=60.0, help="length of the control span (default 60)")
     p.add_argument("--baseline", type=float, default=None, help="seconds of load before each measurement")
     p.add_argument("--runs", type=int, default=1)

@@ -166,6 +166,11 @@ async def test_delete_expired_in_batches_while_the_prover_writes(writing_sim: Ru
     assert outcome.status == "succeeded", outcome
     assert outcome.details["deleted"] == 30_000
     assert outcome.details["batches"] >= 15
+    # the plan's first step, on by default: the prover's rollback-journal file switched to WAL
+    # while it wrote, and kept by the file (a fresh connection asking for nothing sees it)
+    assert (outcome.details["journal_mode_before"], outcome.details["journal_mode"]) == ("delete", "wal")
+    assert "journal mode delete -> wal" in outcome.summary
+    assert query(db, "PRAGMA journal_mode")[0] == "wal"
     assert query(db, "SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')")[0] == 0
     # the prover's own proofs (valid for an hour) are all still there, and it never failed a write
     stored = query(db, "SELECT COUNT(*) FROM proofs WHERE request_hash NOT LIKE 'seed-%'")[0]
@@ -197,13 +202,46 @@ async def test_delete_gives_way_while_another_writer_holds_the_lock(tmp_path: Pa
     release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
     release.start()
     try:
-        outcome = await run_action(reg, "db.delete_expired", settings_for(db))
+        # wal=no: in rollback mode; the WAL switch would itself wait for the holder (next test)
+        outcome = await run_action(reg, "db.delete_expired", settings_for(db), {"wal": "no"})
     finally:
         release.join()
         holder.close()
     assert outcome.status == "succeeded", outcome
     assert outcome.details["deleted"] == 3_000
     assert outcome.details["yielded"] >= 1
+
+
+def test_the_wal_switch_waits_for_a_write_in_progress(tmp_path: Path) -> None:
+    """SQLite fails a journal-mode change at once while another connection holds the write lock
+    (no busy handler for the lock upgrade); the switch tries again until the write is done."""
+    from x402console.actions import sqlite_ops
+    from x402console.drill.sim.store import SCHEMA
+
+    db = tmp_path / "proofs.db"
+    setup = sqlite3.connect(db)
+    setup.executescript(SCHEMA)
+    setup.close()
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    con = sqlite_ops.connect(db, readonly=False)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            con.execute("PRAGMA journal_mode=WAL")  # what SQLite itself does
+        release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+        release.start()
+        started = time.monotonic()
+        assert sqlite_ops.set_journal_mode(con, "WAL") == "wal"
+        assert time.monotonic() - started >= 0.25
+        release.join()
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            sqlite_ops.set_journal_mode(con, "DELETE", within_s=0.2)  # gives up in the end
+        holder.execute("COMMIT")
+    finally:
+        con.close()
+        holder.close()
+    assert query(db, "PRAGMA journal_mode")[0] == "wal"
 
 
 def test_a_batch_over_its_statement_budget_is_rolled_back_and_frees_the_lock(tmp_path: Path) -> None:
@@ -233,7 +271,7 @@ def test_a_batch_over_its_statement_budget_is_rolled_back_and_frees_the_lock(tmp
         con.close()
 
 
-async def test_delete_plan_recommends_wal_only_in_rollback_mode(tmp_path: Path, reg: Registry) -> None:
+async def test_delete_plan_switches_to_wal_first_only_in_rollback_mode(tmp_path: Path, reg: Registry) -> None:
     from x402console.drill.sim.store import SCHEMA
 
     db = tmp_path / "proofs.db"
@@ -244,12 +282,24 @@ async def test_delete_plan_recommends_wal_only_in_rollback_mode(tmp_path: Path, 
     ctx = ActionContext(settings=settings)
     try:
         plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
-        assert any("delete journal mode" in w and "db.enable_wal" in w for w in plan.warnings), plan.warnings
+        assert "PRAGMA journal_mode=WAL" in plan.steps[0].command and "from delete to WAL" in plan.steps[0].description
+        assert plan.params["switch_to_wal"] is True
+        assert any("keeps WAL mode in the file" in w for w in plan.warnings), plan.warnings
+        assert any("proofs.db-wal and proofs.db-shm" in w for w in plan.warnings), plan.warnings
+        kept = await reg.prepare("db.delete_expired", ctx, database_target(settings), {"wal": "no"})
+        assert not any("journal_mode=WAL" in (step.command or "") for step in kept.steps)
+        assert kept.params["switch_to_wal"] is False
+        assert any("stays in delete journal mode" in w and "db.enable_wal" in w for w in kept.warnings), kept.warnings
+        with pytest.raises(ActionError, match="wal must be yes or no"):
+            await reg.prepare("db.delete_expired", ctx, database_target(settings), {"wal": "maybe"})
+        assert query(db, "PRAGMA journal_mode")[0] == "delete"  # planning changes nothing
         wal = sqlite3.connect(db)
         wal.execute("PRAGMA journal_mode=WAL")
         wal.close()
         plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
-        assert not any("db.enable_wal" in w for w in plan.warnings), plan.warnings
+        assert not any("journal_mode=WAL" in (step.command or "") for step in plan.steps)
+        assert not any("WAL" in w for w in plan.warnings), plan.warnings
+        assert plan.params["switch_to_wal"] is False
     finally:
         await ctx.aclose()
 
@@ -262,9 +312,10 @@ async def test_delete_older_than_n_days_keeps_newer_rows(writing_sim: RunningSim
         traffic.wait_for(3)
         with pytest.raises(ActionError, match="days must be between 1"):
             await run_action(reg, "db.delete_older", settings_for(db), {"days": 0})
-        outcome = await run_action(reg, "db.delete_older", settings_for(db), {"days": "7"})
+        outcome = await run_action(reg, "db.delete_older", settings_for(db), {"days": "7", "wal": "no"})
     assert outcome.status == "succeeded", outcome
     assert outcome.details["deleted"] == 4000
+    assert "journal_mode" not in outcome.details and query(db, "PRAGMA journal_mode")[0] == "delete"  # wal=no
     assert query(db, "SELECT COUNT(*) FROM proofs WHERE request_hash LIKE 'old-%'")[0] == 0
     assert query(db, "SELECT COUNT(*) FROM proofs WHERE request_hash LIKE 'new-%'")[0] == 3000
     traffic.assert_all_ok()
@@ -313,6 +364,9 @@ async def test_vacuum_and_reindex_while_the_prover_writes(writing_sim: RunningSi
     assert reindex.status == "succeeded", reindex
     assert vacuum.details["quick_check"] == ["ok"] and reindex.details["quick_check"] == ["ok"]
     assert query(db, "PRAGMA freelist_count")[0] == 0
+    # the delete left the file in WAL mode: VACUUM wrote into the WAL and the checkpoint after
+    # it moved that into the file, which is what shrinks it
+    assert query(db, "PRAGMA journal_mode")[0] == "wal" and vacuum.details["wal_checkpoint"]["busy"] == 0
     assert db.stat().st_size < size_before / 2
     assert query(db, "PRAGMA integrity_check")[0] == "ok"
     traffic.assert_all_ok()
@@ -579,3 +633,29 @@ async def test_wal_mode_backup_under_writes_never_restarts(writing_sim: RunningS
     assert query(copy, "PRAGMA integrity_check")[0] == "ok"
     assert query(copy, "SELECT COUNT(*) FROM proofs WHERE request_hash LIKE 'seed-%'")[0] == 20_000
     traffic.assert_all_ok()
+
+
+def test_warming_queries_seek_each_index_entry_of_the_batch(tmp_path: Path) -> None:
+    """The reads that precede a WAL-mode batch touch the batch's rows in the table and in every
+    plain index by exact seek (columns and rowid), never by scanning equal values."""
+    from x402console.actions import sqlite_ops
+    from x402console.drill.sim.store import SCHEMA
+
+    db = tmp_path / "proofs.db"
+    setup = sqlite3.connect(db)
+    setup.executescript(SCHEMA + "CREATE INDEX idx_partial ON proofs(client_ip) WHERE client_ip <> '';")
+    setup.close()
+    seed(db, 2_000, expires="datetime('now', '-2 hours')")  # one expires_at value for every row
+    con = sqlite_ops.connect(db, readonly=True)
+    try:
+        queries = sqlite_ops.warming_queries(con)
+        indexes = {r[1] for r in con.execute("PRAGMA index_list(proofs)")} - {"idx_partial"}
+        assert len(queries) == 1 + len(indexes)
+        for sql in queries[1:]:
+            plan = " ".join(r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, (0, 1)))
+            assert "COVERING INDEX" in plan and "rowid=?" in plan, plan
+        assert not any("idx_partial" in q for q in queries)  # no plain key to seek
+        lo = query(db, "SELECT min(id) FROM proofs")[0]
+        assert [con.execute(q, (lo, lo + 150)).fetchone()[0] for q in queries] == [150] * len(queries)
+    finally:
+        con.close()

@@ -71,12 +71,25 @@ YIELD_AT_MOST_S = 10.0
 # again in a batch half the size. The commit that follows a statement cannot be cut short.
 STATEMENT_BUDGET_FACTOR = 2.0
 # Measured with bench_db_actions.py (1,000,000 expired proofs, 20 req/s and a writer at 20/s):
-# WAL mode, no write waited 100 ms; rollback mode, 1-16 of ~10,000 writes did, up to 107-134 ms.
+# in rollback-journal mode single commits of this disk reach 65-110 ms however small the batch
+# (synced journal, pages written and synced, journal unlinked), and SQLite's busy handler then
+# polls 25-50 ms apart: 1-7 of ~10,000 writes waited 107-203 ms. In WAL mode a commit is an
+# append and none waited 100 ms. So the delete switches the file to WAL first unless told not
+# to: a lasting change, shown in its plan with what it means, as the runbook itself prescribes
+# ("Enable database WAL mode", Incident 5).
 ROLLBACK_MODE_WARNING = (
-    "{db} is in {mode} journal mode: each batch's commit rewrites its pages twice and syncs three "
-    "times, so on a loaded disk a single commit can hold the prover's writes for 60-130 ms. In WAL "
-    "mode a commit is one append and writes do not queue behind it: consider db.enable_wal first "
-    "(the runbook's own prevention step; it stays in the file).")
+    "{db} stays in {mode} journal mode (wal=no): each batch's commit syncs the journal and the file, "
+    "so on a loaded disk a single commit can hold the prover's writes for 60-130 ms (measured: a few "
+    "writes in 10,000 waited over 100 ms). With wal=yes, the default, or db.enable_wal first, a commit "
+    "is one append and writes do not queue behind it.")
+WAL_WARNINGS = (
+    "The real prover opens proofs.db without asking for WAL (no PRAGMA in database.go), but SQLite "
+    "keeps WAL mode in the file itself: every program opening it, the prover included, uses WAL "
+    "from now on, until someone runs PRAGMA journal_mode=DELETE.",
+    "{name}-wal and {name}-shm files will sit beside it; a plain `cp {name}` (backup.go, the "
+    "runbook) then misses whatever is still in the -wal file. Use the console's backup.",
+    "WAL needs every process on the same host (shared memory); it does not work over a network filesystem.",
+)
 HEALTH_PROBE_TIMEOUT_S = 2.0
 # The longest a rollback-mode backup may block the prover's writes by default: well inside the
 # 5 s busy timeout after which the prover gives a write up.
@@ -372,19 +385,31 @@ class _DeleteAction(DatabaseAction):
             # Shown, not refused: the run reports the same error as its outcome.
             how_many = "could not be read"
             notes.append(f"{db.name} could not be read just now: {ops.sqlite_error_text(exc)}")
-        if not notes:
-            mode = await asyncio.to_thread(ops.journal_mode_of, db)
-            if mode not in ("wal", "unknown"):
+        steps: list[PlanStep] = []
+        checked["wal"] = _yes_no(params.get("wal", "yes"), "wal")
+        mode = "unknown" if notes else await asyncio.to_thread(ops.journal_mode_of, db)
+        # The run switches only what this plan showed it would.
+        checked["switch_to_wal"] = checked["wal"] and mode not in ("wal", "unknown")
+        if mode not in ("wal", "unknown"):
+            if checked["wal"]:
+                steps.append(PlanStep(
+                    f"Switch {db.name} from {mode} to WAL journal mode first, as db.enable_wal does (lasting; "
+                    "wal=no keeps the mode): batches then commit with one append and never queue the prover's writes",
+                    f'sqlite3 {_q(db)} "PRAGMA journal_mode=WAL;"'))
+                notes.extend(w.format(name=db.name) for w in WAL_WARNINGS)
+            else:
                 notes.append(ROLLBACK_MODE_WARNING.format(db=db.name, mode=mode))
         return self.make_plan(
             target,
             [
+                *steps,
                 PlanStep(f"Find the id range of proofs ({how_many})", f'sqlite3 {_q(db)} "SELECT min(id), max(id) FROM proofs;"'),
                 PlanStep(
                     f"Delete {self.describe(checked)} in batches by id range, each its own short transaction sized to "
                     f"hold the lock about {self.batch_target_s * 1000:.0f} ms (at most {batch} ids), pausing at least as "
                     f"long as each batch took (and {self.pause_s * 1000:.0f} ms or more) so the prover's writes get in, "
-                    f"and giving way (30-240 ms) whenever another writer holds the lock as a batch starts "
+                    f"and giving way (30-240 ms) whenever another writer holds the lock as a batch starts; in WAL mode "
+                    f"each batch first reads the pages it will change, holding no lock, so the lock is not held through disk reads "
                     f"(equivalent to the runbook's single DELETE ... WHERE {literal})",
                     f"sqlite3 {_q(db)} \"DELETE FROM proofs WHERE id >= :lo AND id < :lo + {batch} AND {literal};\""
                     "   # repeated for each batch",
@@ -413,20 +438,42 @@ class _DeleteAction(DatabaseAction):
             yield _failure(db, exc, self.title)
             return
         deleted = batches = yielded = interrupted = 0
-        stages = [0.0, 0.0]  # the longest DELETE statement, the longest commit
+        stages = [0.0, 0.0, 0.0]  # the longest DELETE statement, commit, and warming read
         longest = 0.0
         width = min(max_width, FIRST_BATCH)
         refused_since: float | None = None
         retry = YIELD_FIRST_S
+        journal: dict[str, str] = {}
         try:
+            if plan.params.get("switch_to_wal"):
+                try:
+                    before = await asyncio.to_thread(ops.journal_mode, con)
+                    if before != "wal":
+                        yield Progress(f"journal_mode {before} -> wal ...")
+                        if ctx.cancel.is_set():
+                            yield Outcome("cancelled", f"cancelled before switching {db.name} to WAL; nothing changed",
+                                          {"deleted": 0, "batches": 0, "seconds": round(time.monotonic() - started, 3)})
+                            return
+                        after = await asyncio.to_thread(ops.set_journal_mode, con, "WAL")
+                        journal = {"journal_mode_before": before, "journal_mode": after}
+                        if after != "wal":
+                            # Not a reason to leave the expired rows: the batches work in any mode.
+                            yield Progress(f"SQLite kept journal mode {after!r} (WAL refused); deleting in {after} mode")
+                except sqlite3.Error as exc:
+                    yield _failure(db, exc, "switch to WAL before deleting")
+                    return
             try:
                 bounds = await asyncio.to_thread(ops.id_bounds, con)
+                # In WAL mode reads block no writer: each batch first reads the pages it will
+                # change, so the write lock is never held through a disk read (ops.warming_queries).
+                wal_mode = await asyncio.to_thread(ops.journal_mode, con) == "wal"
+                warm = await asyncio.to_thread(ops.warming_queries, con) if wal_mode else []
             except sqlite3.Error as exc:
                 yield _failure(db, exc, self.title)
                 return
             if bounds is None:
                 yield Outcome("succeeded", f"{db.name} has no proofs; nothing to delete",
-                              {"deleted": 0, "batches": 0, "seconds": 0.0})
+                              {"deleted": 0, "batches": 0, "seconds": 0.0, **journal})
                 return
             low, high = bounds
             lo = low
@@ -436,7 +483,7 @@ class _DeleteAction(DatabaseAction):
                     yield Outcome(
                         "cancelled",
                         f"cancelled after {deleted} rows in {batches} batches ({seconds:.1f}s); those stay deleted",
-                        _delete_details(deleted, batches, seconds, longest, max_width, lo, high),
+                        {**_delete_details(deleted, batches, seconds, longest, max_width, lo, high), **journal},
                     )
                     return
                 hi = lo + width
@@ -444,7 +491,8 @@ class _DeleteAction(DatabaseAction):
                     got = await asyncio.to_thread(ops.delete_batch, con, lo, hi, condition, cparams,
                                                   wait_for_lock=refused_since is not None
                                                   and time.monotonic() - refused_since >= YIELD_AT_MOST_S,
-                                                  statement_budget_s=self.batch_target_s * STATEMENT_BUDGET_FACTOR)
+                                                  statement_budget_s=self.batch_target_s * STATEMENT_BUDGET_FACTOR,
+                                                  warm=warm)
                     if got is None:
                         # Another writer holds the lock: let it and any write queued behind it
                         # finish before trying again (see ops.take_write_lock_if_free).
@@ -465,6 +513,7 @@ class _DeleteAction(DatabaseAction):
                 longest = max(longest, took)
                 stages[0] = max(stages[0], got.statement_s)
                 stages[1] = max(stages[1], got.lock_s - got.statement_s)
+                stages[2] = max(stages[2], got.warm_s)
                 if got.interrupted:
                     # Nothing was deleted and the lock is free again: the same ids, half as many.
                     interrupted += 1
@@ -485,10 +534,11 @@ class _DeleteAction(DatabaseAction):
         yield Outcome(
             "succeeded",
             f"deleted {deleted} {self.describe(plan.params)} in {batches} batches, {seconds:.1f}s "
-            f"(longest batch {longest * 1000:.0f} ms; gave way to other writers {yielded} times)",
-            {**_delete_details(deleted, batches, seconds, longest, max_width, None, high), "yielded": yielded,
+            f"(longest batch {longest * 1000:.0f} ms; gave way to other writers {yielded} times"
+            + (f"; journal mode {journal['journal_mode_before']} -> {journal['journal_mode']}" if journal else "") + ")",
+            {**_delete_details(deleted, batches, seconds, longest, max_width, None, high), **journal, "yielded": yielded,
              "interrupted": interrupted, "longest_statement_ms": round(stages[0] * 1000, 1),
-             "longest_commit_ms": round(stages[1] * 1000, 1)},
+             "longest_commit_ms": round(stages[1] * 1000, 1), "longest_warm_ms": round(stages[2] * 1000, 1)},
         )
 
 
@@ -526,8 +576,10 @@ class DeleteExpired(_DeleteAction):
     key = "x"
     title = "Delete expired proofs"
     help = ("The runbook's DELETE FROM proofs WHERE expires_at < datetime('now') (Incident 3), in short batches "
-            "so the prover's writes never stall for long. Cancellable between batches.")
-    param_help = {"batch_size": "ids per batch (default [database] delete_batch_size)"}
+            "so the prover's writes never stall for long, after switching a rollback-journal file to WAL "
+            "(wal=no keeps it). Cancellable between batches.")
+    param_help = {"batch_size": "ids per batch (default [database] delete_batch_size)",
+                  "wal": "switch a rollback-journal proofs.db to WAL first: yes (default) or no"}
 
     def condition(self, params: Mapping[str, Any]) -> tuple[str, tuple]:
         return EXPIRED_CONDITION, ()
@@ -541,9 +593,11 @@ class DeleteOlderThan(_DeleteAction):
     key = "o"
     title = "Delete proofs older than N days"
     help = ("The runbook's DELETE FROM proofs WHERE created_at < datetime('now', '-7 days') (Incident 3), "
-            "in short batches. Cancellable between batches.")
+            "in short batches, after switching a rollback-journal file to WAL (wal=no keeps it). "
+            "Cancellable between batches.")
     param_help = {"days": "delete proofs created more than this many days ago (default [database] retention_days)",
-                  "batch_size": "ids per batch (default [database] delete_batch_size)"}
+                  "batch_size": "ids per batch (default [database] delete_batch_size)",
+                  "wal": "switch a rollback-journal proofs.db to WAL first: yes (default) or no"}
 
     def check_params(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
         return {"days": _positive_int(params.get("days", ctx.settings.database.retention_days), "days", 1, 36_500)}
@@ -553,6 +607,15 @@ class DeleteOlderThan(_DeleteAction):
 
     def describe(self, params: Mapping[str, Any]) -> str:
         return f"proofs older than {params['days']} days"
+
+
+def _yes_no(value: Any, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("yes", "y", "true", "1", "on"):
+        return True
+    if text in ("no", "n", "false", "0", "off"):
+        return False
+    raise ActionError(f"{name} must be yes or no, got {value!r}")
 
 
 def _positive_float(value: Any, name: str, low: float, high: float) -> float:
@@ -588,6 +651,9 @@ class _StatementAction(DatabaseAction):
     changes_state = True
     danger = "disruptive"
     statement = ""
+    # In WAL mode the statement's pages land in the -wal file; the database file itself changes
+    # only at a checkpoint (VACUUM would leave the file its old size and a -wal as big again).
+    checkpoint_after = False
 
     def lock_warning(self, db: Path) -> str:
         return (f"{self.statement} holds the write lock for its whole run ({bytes_h(_total_size(db))} to go through): "
@@ -599,10 +665,15 @@ class _StatementAction(DatabaseAction):
     async def plan(self, ctx: ActionContext, target: Target, params: Mapping[str, Any]) -> Plan:
         db = _require_db(target)
         warnings, before = self.extra(ctx, db)
+        after: list[PlanStep] = []
+        if self.checkpoint_after and await asyncio.to_thread(ops.journal_mode_of, db) == "wal":
+            after.append(PlanStep(f"Copy the WAL into {db.name} and empty it (WAL mode: {self.statement} wrote there)",
+                                  f'sqlite3 {_q(db)} "PRAGMA wal_checkpoint(TRUNCATE);"'))
         return self.make_plan(
             target,
             [*before,
              PlanStep(f"Run {self.statement} on {db.name}", f'sqlite3 {_q(db)} "{self.statement};"'),
+             *after,
              PlanStep("Run PRAGMA quick_check afterwards", f'sqlite3 {_q(db)} "PRAGMA quick_check;"')],
             warnings=(self.lock_warning(db), *warnings),
             cancellable=True,
@@ -629,17 +700,32 @@ class _StatementAction(DatabaseAction):
                     yield _failure(db, exc, self.statement)
                 return
             took = time.monotonic() - started
+            checkpoint: dict[str, int] = {}
+            if self.checkpoint_after and await asyncio.to_thread(ops.journal_mode, con) == "wal":
+                yield Progress("PRAGMA wal_checkpoint(TRUNCATE) ...")
+                try:
+                    busy, frames, copied = await asyncio.to_thread(
+                        lambda: con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+                    checkpoint = {"busy": int(busy), "wal_frames": int(frames), "copied_frames": int(copied)}
+                except sqlite3.Error as exc:
+                    # The statement itself is committed; the next checkpoint moves it.
+                    yield Progress(f"checkpoint not done now: {ops.sqlite_error_text(exc)}")
+                    checkpoint = {"busy": 1}
             yield Progress("PRAGMA quick_check ...")
             rows = await asyncio.to_thread(ops.check_rows, con, "quick_check", 20)
         finally:
             con.close()
         after = _total_size(db)
         details = {"seconds": round(took, 3), "bytes_before": before, "bytes_after": after, "quick_check": rows}
+        if checkpoint:
+            details["wal_checkpoint"] = checkpoint
         if rows != ["ok"]:
             yield Outcome("failed", f"{self.statement} done in {took:.1f}s but quick_check reports: {ops.first_problem(rows)}", details)
             return
-        yield Outcome("succeeded", f"{self.statement} done in {took:.1f}s; {bytes_h(before)} -> {bytes_h(after)}; quick_check ok",
-                      details)
+        pending = ("; the WAL could not be emptied now (a reader or writer was busy): the file shrinks at the "
+                   "next checkpoint") if checkpoint.get("busy") else ""
+        yield Outcome("succeeded", f"{self.statement} done in {took:.1f}s; {bytes_h(before)} -> {bytes_h(after)}; "
+                      f"quick_check ok{pending}", details)
 
 
 def _execute(con: sqlite3.Connection, sql: str) -> None:
@@ -673,6 +759,7 @@ class Vacuum(_StatementAction):
     help = ("Rebuild the file to reclaim free pages (runbook Incidents 3 and 5). Needs free space about the "
             "database's size twice over, and locks the database while it runs.")
     statement = "VACUUM"
+    checkpoint_after = True
 
     def extra(self, ctx: ActionContext, db: Path) -> tuple[list[str], list[PlanStep]]:
         size = _total_size(db)
@@ -722,14 +809,7 @@ class EnableWal(DatabaseAction):
             [PlanStep("Switch the journal mode (takes the exclusive lock for a moment)",
                       f'sqlite3 {_q(db)} "PRAGMA journal_mode=WAL;"'),
              PlanStep("Read it back", f'sqlite3 {_q(db)} "PRAGMA journal_mode;"')],
-            warnings=(
-                "The real prover opens proofs.db without asking for WAL (no PRAGMA in database.go), but SQLite "
-                "keeps WAL mode in the file itself: every program opening it, the prover included, uses WAL "
-                "from now on, until someone runs PRAGMA journal_mode=DELETE.",
-                f"{db.name}-wal and {db.name}-shm files will sit beside it; a plain `cp {db.name}` (backup.go, the "
-                "runbook) then misses whatever is still in the -wal file. Use the console's backup.",
-                "WAL needs every process on the same host (shared memory); it does not work over a network filesystem.",
-            ),
+            warnings=tuple(w.format(name=db.name) for w in WAL_WARNINGS),
             cancellable=False,
         )
 
@@ -746,7 +826,7 @@ class EnableWal(DatabaseAction):
                 yield Outcome("succeeded", f"{db.name} is already in WAL mode; nothing changed", {"before": before, "after": before})
                 return
             yield Progress(f"journal_mode {before} -> wal ...")
-            after = await asyncio.to_thread(lambda: str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower())
+            after = await asyncio.to_thread(ops.set_journal_mode, con, "WAL")
         except sqlite3.Error as exc:
             yield _failure(db, exc, "enable WAL")
             return

@@ -134,6 +134,26 @@ def journal_mode(con: sqlite3.Connection) -> str:
     return str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
+def set_journal_mode(con: sqlite3.Connection, mode: str, within_s: float = 10.0) -> str:
+    """PRAGMA journal_mode=<mode>; returns the mode SQLite kept (the old one when it refused).
+
+    A change to or from WAL needs the exclusive lock for a moment, and SQLite does not wait for
+    it: the change upgrades a read lock, and the busy handler never runs for an upgrade, so any
+    prover write in progress makes it fail at once with SQLITE_BUSY. It is tried again every
+    10-50 ms, between the prover's writes, for up to `within_s`.
+    """
+    deadline = time.monotonic() + within_s
+    pause = 0.01
+    while True:
+        try:
+            return str(con.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(0.05, pause * 1.5)
+
+
 def journal_mode_of(db: Path) -> str:
     """The file's journal mode through a read-only connection; "unknown" when it cannot be read."""
     try:
@@ -206,18 +226,50 @@ class BatchResult:
     lock_s: float  # the write lock held, statement and commit
     statement_s: float  # of which the DELETE statement (the rest is the commit: journal and fsyncs)
     interrupted: bool = False  # the statement ran over its budget and was rolled back
+    warm_s: float = 0.0  # reading the batch's pages beforehand, no lock held
+
+
+def warming_queries(con: sqlite3.Connection, table: str = "proofs") -> list[str]:
+    """Read-only queries (parameters lo, hi) that touch every page a delete of the rows with
+    lo <= id < hi will change: the table's leaves, and in each index the exact entries of those
+    rows (its columns and the rowid: a seek each, not a scan of equal values).
+
+    A page the kernel has dropped from its cache costs a disk read, and a read inside the delete
+    keeps the write lock, and so every prover write, waiting for it: on the development machine
+    a kernel scheme pages out cold file pages within seconds, and one 150-row DELETE held the
+    lock 420 ms. Run first (WAL mode only: there a read blocks no writer), they make the delete
+    find its pages in memory. Partial and expression indexes are left out (no plain key to seek).
+    """
+    queries = [f'SELECT count(*) FROM "{table}" WHERE rowid >= ? AND rowid < ?']
+    for row in con.execute(f'PRAGMA index_list("{table}")').fetchall():
+        name, partial = row[1], row[4] if len(row) > 4 else 0
+        columns = [r[2] for r in con.execute(f'PRAGMA index_info("{name}")').fetchall()]
+        if partial or not columns or any(c is None for c in columns):
+            continue
+        key = ", ".join(f'"{c}"' for c in columns)
+        queries.append(f'SELECT count(*) FROM "{table}" INDEXED BY "{name}" WHERE ({key}, rowid) IN '
+                       f'(SELECT {key}, rowid FROM "{table}" WHERE rowid >= ? AND rowid < ?)')
+    return queries
 
 
 def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, params: tuple = (),
-                 *, wait_for_lock: bool = True, statement_budget_s: float | None = None) -> BatchResult | None:
+                 *, wait_for_lock: bool = True, statement_budget_s: float | None = None,
+                 warm: list[str] | tuple[str, ...] = ()) -> BatchResult | None:
     """Delete the proofs with lo <= id < hi matching `condition`, in one short transaction.
 
     The write lock is taken up front (BEGIN IMMEDIATE) so the statement never fails half-way on
     a lock upgrade: waiting up to the busy timeout for it, or, with wait_for_lock=False, not at
     all (None when another writer holds it). A statement that runs past `statement_budget_s`
     is interrupted and the transaction rolled back (nothing deleted, `interrupted` set): the
-    lock is then released at once instead of being held through a slow batch.
+    lock is then released at once instead of being held through a slow batch. `warm` (from
+    warming_queries) is run first, before any lock is taken.
     """
+    warm_s = 0.0
+    if warm:
+        started = time.monotonic()
+        for sql in warm:
+            con.execute(sql, (lo, hi)).fetchone()
+        warm_s = time.monotonic() - started
     if wait_for_lock:
         con.execute("BEGIN IMMEDIATE")
     elif not take_write_lock_if_free(con):
@@ -237,7 +289,7 @@ def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, para
             if con.in_transaction:  # SQLite rolls an interrupted write's transaction back itself
                 con.execute("ROLLBACK")
             took = time.monotonic() - locked
-            return BatchResult(0, took, took, interrupted=True)
+            return BatchResult(0, took, took, interrupted=True, warm_s=warm_s)
         finally:
             if statement_budget_s is not None:
                 con.set_progress_handler(None, 0)
@@ -249,7 +301,7 @@ def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, para
         except sqlite3.Error:
             pass
         raise
-    return BatchResult(n, time.monotonic() - locked, statement)
+    return BatchResult(n, time.monotonic() - locked, statement, warm_s=warm_s)
 
 
 class LockBudgetExceeded(Exception):
