@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from x402console.actions.param_text import parse_param_text
 from x402console.ui.screens.action_dialog import DANGER_STYLE
 
 
@@ -97,7 +98,10 @@ class ActionPicker(ModalScreen["tuple[str, dict] | None"]):
         # confirmations come later, from the plan.
         self.chosen = (action, next(iter(params)))
         name, help_text = self.chosen[1], params[self.chosen[1]]
-        self.query_one("#param-label", Label).update(f"{action.title}: {name}: {help_text} (Enter; empty = default)")
+        others = [n for n in params if n != name]
+        more = f"; or name=value for {', '.join(others)}" if others else ""
+        self.query_one("#param-label", Label).update(
+            f"{action.title}: {name}: {help_text} (Enter; empty = default{more})")
         box = self.query_one("#param", Input)
         box.display = True
         box.focus()
@@ -105,9 +109,15 @@ class ActionPicker(ModalScreen["tuple[str, dict] | None"]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if self.chosen is None:
             return
-        action, name = self.chosen
-        value = event.value.strip()
-        self.dismiss((action.id, {name: value} if value else {}))
+        action, _ = self.chosen
+        names = list(getattr(action, "param_help", {}) or {})
+        try:
+            params = parse_param_text(event.value, names)
+        except ValueError as exc:
+            # Said in the box's label; nothing runs until the text is one the action takes.
+            self.query_one("#param-label", Label).update(f"{action.title}: {exc}")
+            return
+        self.dismiss((action.id, params))
 
     def action_close(self) -> None:
         self.dismiss(None)
