@@ -452,7 +452,8 @@ def bench_delete(args: argparse.Namespace, work: Path) -> None:
             results[method].append(m)
             extra = {method if method.startswith("console") else "console": f"batches {details.get('batches')}, longest batch {details.get('longest_batch_ms')} ms "
                                 f"(statement {details.get('longest_statement_ms')} ms, commit "
-                                f"{details.get('longest_commit_ms')} ms; warming read {details.get('longest_warm_ms')} ms), "
+                                f"{details.get('longest_commit_ms')} ms; warming read {details.get('longest_warm_ms')} ms, "
+                                f"checkpoint {details.get('longest_checkpoint_ms')} ms), "
                                 f"{details.get('interrupted')} statements "
                                 f"over budget, gave way {details.get('yielded')} times",
                      "runbook": "one statement", "control": "no delete, load only"}.get(method, "")

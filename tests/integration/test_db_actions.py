@@ -171,6 +171,8 @@ async def test_delete_expired_in_batches_while_the_prover_writes(writing_sim: Ru
     assert (outcome.details["journal_mode_before"], outcome.details["journal_mode"]) == ("delete", "wal")
     assert "journal mode delete -> wal" in outcome.summary
     assert query(db, "PRAGMA journal_mode")[0] == "wal"
+    # in WAL mode each batch read its pages first and checkpointed after itself
+    assert outcome.details["longest_warm_ms"] > 0 and outcome.details["longest_checkpoint_ms"] > 0
     assert query(db, "SELECT COUNT(*) FROM proofs WHERE expires_at < datetime('now')")[0] == 0
     # the prover's own proofs (valid for an hour) are all still there, and it never failed a write
     stored = query(db, "SELECT COUNT(*) FROM proofs WHERE request_hash NOT LIKE 'seed-%'")[0]

@@ -252,6 +252,18 @@ def warming_queries(con: sqlite3.Connection, table: str = "proofs") -> list[str]
     return queries
 
 
+def checkpoint_passive(con: sqlite3.Connection) -> float:
+    """PRAGMA wal_checkpoint(PASSIVE): copy what it can of the WAL into the database without
+    waiting for any reader or writer; returns the seconds it took. Errors are not fatal here (a
+    later checkpoint, ours or SQLite's automatic one, copies the rest) and count as 0."""
+    started = time.monotonic()
+    try:
+        con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        return 0.0
+    return time.monotonic() - started
+
+
 def delete_batch(con: sqlite3.Connection, lo: int, hi: int, condition: str, params: tuple = (),
                  *, wait_for_lock: bool = True, statement_budget_s: float | None = None,
                  warm: list[str] | tuple[str, ...] = ()) -> BatchResult | None:
