@@ -369,3 +369,22 @@ def test_scrape_reading_is_the_same_filtered_or_not() -> None:
         full = read_exposition(parse_exposition(body, ctype), names)
         part = read_exposition(parse_exposition(body, ctype, only=read_names(names)), names)
         assert part == full and part.counters and part.buckets
+
+
+def test_only_still_reports_lines_of_no_declared_family() -> None:
+    """Skipping is for families the page declares; garbage (an HTML error page served with
+    200, a broken line after a wanted family) is parsed and reported as without the filter."""
+    only = wanted_names(["proof_generation_total", "active_requests"])
+    body = (
+        "# TYPE proof_generation_total counter\nproof_generation_total 10\n"
+        "this is { not a sample\n"
+        "# HELP go_threads Number of OS threads.\n# TYPE go_threads gauge\n"
+        "# a comment inside the skipped family\n"
+        "go_threads 7\n"
+        "# TYPE active_requests gauge\nactive_requests 2\n"
+    )
+    part = parse_exposition(body, only=only)
+    assert [i.line for i in part.errors] == [3] and part.value("proof_generation_total") == 10
+    assert part.family("go_threads") is None and part.value("active_requests") == 2
+    html = parse_exposition("<html><body>502 Bad Gateway</body></html>\n", only=only)
+    assert html.errors and not html.families

@@ -391,9 +391,11 @@ def parse_exposition(
 ) -> Exposition:
     """Parse a /metrics body. Never raises for bad input: see ``Exposition.errors``.
 
-    ``only`` (from ``wanted_names``): parse just the lines of these families and skip the rest
-    unread, problems included. Most of a Go service's page is runtime families nobody here
-    reads, and a console scrapes every replica every refresh.
+    ``only`` (from ``wanted_names``): parse just the lines of these families and skip the
+    families the page declares (HELP/TYPE) that are not wanted, samples and problems unread.
+    Most of a Go service's page is runtime families nobody here reads, and a console scrapes
+    every replica every refresh. A line of no declared family is still parsed, so a garbage
+    body (an HTML page, a proxy's error text) is reported as before.
     """
     if isinstance(text, (bytes, bytearray)):
         body = bytes(text[: max_bytes + 1]).decode("utf-8", "replace")
@@ -412,6 +414,7 @@ def parse_exposition(
         parser.error(0, f"input larger than {max_bytes} bytes; the rest was not read")
 
     lineno = 0
+    skipping: str | None = None
     for lineno, line in enumerate(body.split("\n"), start=1):
         if lineno > max_lines:
             parser.result.truncated = True
@@ -420,8 +423,17 @@ def parse_exposition(
         line = line.strip(" \t\r")
         if not line:
             continue
-        if only is not None and _line_metric(line) not in only:
-            continue
+        if only is not None:
+            name = _line_metric(line)
+            if name == _KEEP:
+                pass  # a comment, # EOF, a quoted name: parsed, and no family boundary
+            elif name in only:
+                skipping = None
+            elif line[0] == "#":
+                skipping = name  # the declaration of a family nobody asked for
+                continue
+            elif skipping is not None and name.startswith(skipping) and name[len(skipping):] in _ANY_SUFFIX:
+                continue
         if line[0] == "#":
             parser.meta(line, lineno)
         else:
@@ -433,6 +445,7 @@ def parse_exposition(
 
 
 _KEEP = ""  # what _line_metric says of a line the filter must not skip
+_ANY_SUFFIX = frozenset({""} | {suffix for group in _SUFFIXES.values() for suffix in group})
 
 
 def _line_metric(line: str) -> str:
