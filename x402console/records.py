@@ -17,7 +17,22 @@ from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
 
-_PLANS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, bool, Any, Any], ...]]] = {}
+
+class _Plan:
+    """What the generic methods need of a class, read from fields() once."""
+
+    __slots__ = ("positional", "known", "every", "compared", "shown")
+
+    def __init__(self, cls: type) -> None:
+        every = fields(cls)
+        self.positional = tuple(f.name for f in every if f.init)
+        self.known = frozenset(self.positional)
+        self.every = tuple((f.name, f.init, f.default, f.default_factory) for f in every)
+        self.compared = tuple(f.name for f in every if f.compare)
+        self.shown = tuple(f.name for f in every if f.repr)
+
+
+_PLANS: dict[type, _Plan] = {}
 
 
 def record(cls: C) -> C:
@@ -27,13 +42,10 @@ def record(cls: C) -> C:
     return dataclass(init=False, repr=False, eq=False, frozen=False)(cls)
 
 
-def _plan(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, bool, Any, Any], ...]]:
+def _plan(cls: type) -> _Plan:
     plan = _PLANS.get(cls)
     if plan is None:
-        every = fields(cls)
-        positional = tuple(f.name for f in every if f.init)
-        plan = positional, tuple((f.name, f.init, f.default, f.default_factory) for f in every)
-        _PLANS[cls] = plan
+        plan = _PLANS[cls] = _Plan(cls)
     return plan
 
 
@@ -41,21 +53,19 @@ class Record:
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        positional, every = _plan(type(self))
+        plan = _plan(type(self))
         name_of = type(self).__name__
-        if len(args) > len(positional):
-            raise TypeError(f"{name_of}() takes {len(positional)} positional arguments but {len(args)} were given")
-        given = dict(zip(positional, args))
+        if len(args) > len(plan.positional):
+            raise TypeError(f"{name_of}() takes {len(plan.positional)} positional arguments but {len(args)} were given")
+        given = dict(zip(plan.positional, args))
         for key, value in kwargs.items():
             if key in given:
                 raise TypeError(f"{name_of}() got multiple values for argument {key!r}")
+            if key not in plan.known:
+                raise TypeError(f"{name_of}() got an unexpected keyword argument {key!r}")
             given[key] = value
-        if len(given) > len(args):
-            unknown = set(kwargs) - set(positional)
-            if unknown:
-                raise TypeError(f"{name_of}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
         put = object.__setattr__
-        for name, init, default, factory in every:
+        for name, init, default, factory in plan.every:
             if init and name in given:
                 put(self, name, given[name])
             elif factory is not MISSING:
@@ -75,7 +85,7 @@ class Record:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     def _compared(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)  # type: ignore[arg-type]
+        return tuple(getattr(self, name) for name in _plan(type(self)).compared)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -86,5 +96,5 @@ class Record:
         return hash(self._compared())
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)  # type: ignore[arg-type]
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _plan(type(self)).shown)
         return f"{self.__class__.__qualname__}({shown})"

@@ -711,9 +711,8 @@ class _StatementAction(DatabaseAction):
             if self.checkpoint_after and await asyncio.to_thread(ops.journal_mode, con) == "wal":
                 yield Progress("PRAGMA wal_checkpoint(TRUNCATE) ...")
                 try:
-                    busy, frames, copied = await asyncio.to_thread(
-                        lambda: con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
-                    checkpoint = {"busy": int(busy), "wal_frames": int(frames), "copied_frames": int(copied)}
+                    busy, frames, copied = await asyncio.to_thread(ops.wal_checkpoint, con, "TRUNCATE")
+                    checkpoint = {"busy": busy, "wal_frames": frames, "copied_frames": copied}
                 except sqlite3.Error as exc:
                     # The statement itself is committed; the next checkpoint moves it.
                     yield Progress(f"checkpoint not done now: {ops.sqlite_error_text(exc)}")

@@ -252,13 +252,19 @@ def warming_queries(con: sqlite3.Connection, table: str = "proofs") -> list[str]
     return queries
 
 
+def wal_checkpoint(con: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
+    """PRAGMA wal_checkpoint(<mode>): (busy, frames in the WAL, frames copied into the file)."""
+    busy, frames, copied = con.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return int(busy), int(frames), int(copied)
+
+
 def checkpoint_passive(con: sqlite3.Connection) -> float:
-    """PRAGMA wal_checkpoint(PASSIVE): copy what it can of the WAL into the database without
-    waiting for any reader or writer; returns the seconds it took. Errors are not fatal here (a
-    later checkpoint, ours or SQLite's automatic one, copies the rest) and count as 0."""
+    """A PASSIVE checkpoint: copy what it can of the WAL into the database without waiting for
+    any reader or writer; returns the seconds it took. Errors are not fatal here (a later
+    checkpoint, ours or SQLite's automatic one, copies the rest) and count as 0."""
     started = time.monotonic()
     try:
-        con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal_checkpoint(con, "PASSIVE")
     except sqlite3.Error:
         return 0.0
     return time.monotonic() - started

@@ -468,13 +468,11 @@ def wanted_names(names: Iterable[str]) -> frozenset[str]:
     """The line names ``parse_exposition(only=...)`` keeps to answer ``family`` / ``value`` for
     each of ``names``, whether a name is given as its family (x) or as a sample (x_total), in
     the 0.0.4 style (TYPE x_total counter) or the OpenMetrics one (TYPE x counter)."""
-    suffixes = {s for group in _SUFFIXES.values() for s in group}
     keep = {_KEEP}
     for name in names:
-        bases = {name} | {name[: -len(s)] for s in suffixes if name.endswith(s) and len(name) > len(s)}
+        bases = {name} | {name[: -len(s)] for s in _ANY_SUFFIX if s and name.endswith(s) and len(name) > len(s)}
         for base in bases:
-            keep.add(base)
-            keep.update(base + s for s in suffixes)
+            keep.update(base + s for s in _ANY_SUFFIX)
     return frozenset(keep)
 
 
