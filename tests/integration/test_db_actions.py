@@ -286,11 +286,16 @@ async def test_delete_plan_switches_to_wal_first_only_in_rollback_mode(tmp_path:
         plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
         assert "PRAGMA journal_mode=WAL" in plan.steps[0].command and "from delete to WAL" in plan.steps[0].description
         assert plan.params["switch_to_wal"] is True
+        # Batches are sized by the mode they will run in: a WAL commit is an append, so half the lock time.
+        from x402console.actions.database import BATCH_TARGET_S, WAL_BATCH_TARGET_S
+
+        assert f"about {WAL_BATCH_TARGET_S * 1000:.0f} ms" in plan.steps[2].description
         assert any("keeps WAL mode in the file" in w for w in plan.warnings), plan.warnings
         assert any("proofs.db-wal and proofs.db-shm" in w for w in plan.warnings), plan.warnings
         kept = await reg.prepare("db.delete_expired", ctx, database_target(settings), {"wal": "no"})
         assert not any("journal_mode=WAL" in (step.command or "") for step in kept.steps)
         assert kept.params["switch_to_wal"] is False
+        assert f"about {BATCH_TARGET_S * 1000:.0f} ms" in kept.steps[1].description
         assert any("stays in delete journal mode" in w and "db.enable_wal" in w for w in kept.warnings), kept.warnings
         with pytest.raises(ActionError, match="wal must be yes or no"):
             await reg.prepare("db.delete_expired", ctx, database_target(settings), {"wal": "maybe"})
@@ -300,6 +305,7 @@ async def test_delete_plan_switches_to_wal_first_only_in_rollback_mode(tmp_path:
         wal.close()
         plan = await reg.prepare("db.delete_expired", ctx, database_target(settings), {})
         assert not any("journal_mode=WAL" in (step.command or "") for step in plan.steps)
+        assert f"about {WAL_BATCH_TARGET_S * 1000:.0f} ms" in plan.steps[1].description
         assert not any("WAL" in w for w in plan.warnings), plan.warnings
         assert plan.params["switch_to_wal"] is False
     finally:

@@ -564,3 +564,71 @@ async def test_a_fast_stream_of_hidden_probe_lines_waits_for_the_apps_tick():
             pane.add_batch(batch([rec(i * 10 + j, "real request") for j in range(10)]))
             await pilot.pause(0.05)
         await wait_for(pilot, lambda: flushes >= ticked + 3)
+
+
+def _rows_through_textual(view: LogView) -> list[int]:
+    """Counts the rows the view's styles cache asks it for (instance attribute: Textual looks
+    `render_line` up on the widget each time)."""
+    calls = [0]
+    original = view.render_line
+
+    def counting(y: int):
+        calls[0] += 1
+        return original(y)
+
+    view.render_line = counting  # type: ignore[method-assign]
+    return calls
+
+
+def _fresh(view: LogView) -> list:
+    """Every visible row drawn from nothing, as Textual would after a style change."""
+    from textual.geometry import Region
+
+    view._forget()
+    view._styles_cache.clear()
+    return list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+
+
+async def test_following_a_tail_draws_only_the_new_line_and_the_screen_matches_a_full_repaint():
+    app = PaneApp()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.pane
+        view = pane.view
+        pane.add_batch(batch([rec(i, ip="203.0.113.7") for i in range(200)]))
+        await wait_for(pilot, lambda: "line 000199" in "\n".join(screen_lines(view)))
+        await pilot.pause(0.1)
+        calls = _rows_through_textual(view)
+        pane.add_batch(batch([rec(200, ip="203.0.113.7")]))
+        # (not screen_lines: it would ask the view for every row itself)
+        await wait_for(pilot, lambda: len(view.source) == 201 and view.scroll_offset.y == view.max_scroll_y)
+        await pilot.pause(0.2)
+        # The view scrolled by one line: the rows already on screen are reused, the new one drawn.
+        assert 1 <= calls[0] <= 2, calls[0]
+        from textual.geometry import Region
+
+        shown = list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+        assert [s.text for s in shown][-1].rstrip().endswith("line 000200")
+        assert shown == _fresh(view)
+
+
+async def test_a_line_revealing_the_address_column_redraws_the_lines_before_it():
+    app = PaneApp()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.pane
+        view = pane.view
+        pane.add_batch(batch([rec(i) for i in range(50)]))
+        await wait_for(pilot, lambda: "line 000049" in "\n".join(screen_lines(view)))
+        await pilot.pause(0.1)
+        assert not view.formatter.show_ip
+        # Drawn in one run with the lines before it, which are laid out before the column exists.
+        pane.add_batch(batch([*(rec(i) for i in range(50, 54)), rec(54, "from a client", ip="198.51.100.23")]))
+        await wait_for(pilot, lambda: view.formatter.show_ip and "198.51.100.23" in "\n".join(screen_lines(view)))
+        await pilot.pause(0.2)
+        from textual.geometry import Region
+
+        shown = list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+        # Lines drawn before the column appeared must not come back from a cache without it.
+        assert shown == _fresh(view)
+        old = [s.text for s in shown if "line 0000" in s.text]
+        assert old and len({s.index("line 0000") for s in old}) == 1
+        assert shown[-1].text.index("from a client") == old[0].index("line 0000")

@@ -50,6 +50,11 @@ OLDER_CONDITION = "created_at < datetime('now', ?)"
 # prover write may wait (bench_db_actions.py: at 25 ms, 12 of 6,300 writes waited over 100 ms
 # during a 1,000,000-row delete; at 12 ms, 1 of 11,100).
 BATCH_TARGET_S = 0.012
+# In WAL mode a batch's commit is an append, so the lock time is the statement's and shrinks with
+# the batch. Half the target halves how long a prover write that finds our lock held waits before
+# its busy handler's next poll, and so how far a slow prover write right after our batch can push
+# it (the remaining waits over 100 ms at 12 ms were such chains); the delete takes ~30 % longer.
+WAL_BATCH_TARGET_S = 0.006
 FIRST_BATCH = 100
 MIN_BATCH = 50
 # The pause after a batch is at least as long as the batch was (and never under BATCH_PAUSE_S):
@@ -354,11 +359,16 @@ class _DeleteAction(DatabaseAction):
     danger = "destructive"
     changes_state = True
 
-    def __init__(self, pause_s: float = BATCH_PAUSE_S, batch_target_s: float = BATCH_TARGET_S,
+    def __init__(self, pause_s: float = BATCH_PAUSE_S, batch_target_s: float | None = None,
                  pause_factor: float = 1.0) -> None:
         self.pause_s = pause_s
-        self.batch_target_s = batch_target_s
+        self._batch_target_s = batch_target_s  # None: by journal mode (BATCH_TARGET_S, WAL_BATCH_TARGET_S)
         self.pause_factor = pause_factor
+
+    def batch_target(self, wal_mode: bool) -> float:
+        if self._batch_target_s is not None:
+            return self._batch_target_s
+        return WAL_BATCH_TARGET_S if wal_mode else BATCH_TARGET_S
 
     def condition(self, params: Mapping[str, Any]) -> tuple[str, tuple]:
         raise NotImplementedError
@@ -399,6 +409,8 @@ class _DeleteAction(DatabaseAction):
                 notes.extend(w.format(name=db.name) for w in WAL_WARNINGS)
             else:
                 notes.append(ROLLBACK_MODE_WARNING.format(db=db.name, mode=mode))
+        # The run decides by the mode it finds; the plan says what this mode (or the switch) gives.
+        target_ms = self.batch_target(checked["switch_to_wal"] or mode == "wal") * 1000
         return self.make_plan(
             target,
             [
@@ -406,7 +418,7 @@ class _DeleteAction(DatabaseAction):
                 PlanStep(f"Find the id range of proofs ({how_many})", f'sqlite3 {_q(db)} "SELECT min(id), max(id) FROM proofs;"'),
                 PlanStep(
                     f"Delete {self.describe(checked)} in batches by id range, each its own short transaction sized to "
-                    f"hold the lock about {self.batch_target_s * 1000:.0f} ms (at most {batch} ids), pausing at least as "
+                    f"hold the lock about {target_ms:.0f} ms (at most {batch} ids), pausing at least as "
                     f"long as each batch took (and {self.pause_s * 1000:.0f} ms or more) so the prover's writes get in, "
                     f"and giving way (30-240 ms) whenever another writer holds the lock as a batch starts; in WAL mode "
                     f"each batch first reads the pages it will change, holding no lock, so the lock is not held through disk reads, "
@@ -469,6 +481,7 @@ class _DeleteAction(DatabaseAction):
                 # change, so the write lock is never held through a disk read (ops.warming_queries).
                 wal_mode = await asyncio.to_thread(ops.journal_mode, con) == "wal"
                 warm = await asyncio.to_thread(ops.warming_queries, con) if wal_mode else []
+                batch_target = self.batch_target(wal_mode)
             except sqlite3.Error as exc:
                 yield _failure(db, exc, self.title)
                 return
@@ -492,7 +505,7 @@ class _DeleteAction(DatabaseAction):
                     got = await asyncio.to_thread(ops.delete_batch, con, lo, hi, condition, cparams,
                                                   wait_for_lock=refused_since is not None
                                                   and time.monotonic() - refused_since >= YIELD_AT_MOST_S,
-                                                  statement_budget_s=self.batch_target_s * STATEMENT_BUDGET_FACTOR,
+                                                  statement_budget_s=batch_target * STATEMENT_BUDGET_FACTOR,
                                                   warm=warm)
                     if got is None:
                         # Another writer holds the lock: let it and any write queued behind it
@@ -526,7 +539,7 @@ class _DeleteAction(DatabaseAction):
                 lo = hi
                 done = min(1.0, (lo - low) / max(1, high - low + 1))
                 yield Progress(f"{deleted} rows deleted in {batches} batches (ids below {hi})", done)
-                width = next_width(width, took, self.batch_target_s, max_width)
+                width = next_width(width, took, batch_target, max_width)
                 if wal_mode:
                     # Our batches fill the WAL; copying it back here (PASSIVE: no lock anyone
                     # waits for) keeps it under SQLite's 1000-page auto-checkpoint, which would

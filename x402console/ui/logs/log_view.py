@@ -19,7 +19,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -207,6 +207,12 @@ class LogView(ScrollView, can_focus=True):
         self._top_seq: int | None = None
         self._adjusting = False
         self._cache: LRUCache[int, Strip] = LRUCache(cache_size)
+        # The same lines as they go to the screen (Textual's styles and line filters applied,
+        # cropped): scrolling by one line then costs one new line, not a screenful (see
+        # render_lines). Valid for one _screen_key; cleared with _cache.
+        self._screen: LRUCache[int, Strip] = LRUCache(cache_size)
+        self._screen_key: tuple | None = None
+        self._forgotten = 0  # counts _forget(): lines rendered across one are not kept
         self.add_class("-follow")  # after the cache: a class change clears it
         self._search: re.Pattern[str] | None = None
         self._current_seq: int | None = None
@@ -233,7 +239,7 @@ class LogView(ScrollView, can_focus=True):
 
     def set_search(self, pattern: re.Pattern[str] | None) -> None:
         self._search = pattern
-        self._cache.clear()
+        self._forget()
         self.refresh()
 
     @property
@@ -247,12 +253,17 @@ class LogView(ScrollView, can_focus=True):
 
     def invalidate(self) -> None:
         """Forget rendered lines (layout or styles changed)."""
-        self._cache.clear()
+        self._forget()
         self.refresh()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._forget()
+
+    def _forget(self) -> None:
         self._cache.clear()
+        self._screen.clear()
+        self._forgotten += 1
 
     @property
     def top_position(self) -> int:
@@ -297,10 +308,11 @@ class LogView(ScrollView, can_focus=True):
                 # screen moves: skip the layout pass a plain assignment would cause on every
                 # frame while lines arrive (it re-renders the whole screen).
                 self.set_reactive(LogView.virtual_size, size)
-                scrollbar = self.vertical_scrollbar
-                scrollbar.window_virtual_size = height
-                scrollbar.window_size = self.container_size.height - self.scrollbar_size_horizontal
-                scrollbar.refresh()
+                if self._bar_drawn:
+                    scrollbar = self.vertical_scrollbar
+                    scrollbar.window_virtual_size = height
+                    scrollbar.window_size = self.container_size.height - self.scrollbar_size_horizontal
+                    scrollbar.refresh()
             else:
                 self.virtual_size = size
         if self.follow:
@@ -340,8 +352,20 @@ class LogView(ScrollView, can_focus=True):
             self.set_class(follow, "-follow")
             self.post_message(self.FollowChanged(self, follow))
 
+    @property
+    def _bar_drawn(self) -> bool:
+        """Whether the vertical scrollbar is on screen (following hides it: size 0)."""
+        return self.show_vertical_scrollbar and self.scrollbar_size_vertical > 0
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
+        # ScrollView's watcher, except that a hidden bar is not touched: refreshing a widget
+        # that is not on screen makes Textual re-arrange the whole screen on the next frame
+        # (about a third of an idle frame's cost). The layout that shows the bar again sets
+        # its position.
+        if self._bar_drawn:
+            self.vertical_scrollbar.position = new_value
+        if round(old_value) != round(new_value):
+            self.refresh(self.size.region)
         if self._adjusting:
             return
         # A scroll we did not make is the user's: away from the bottom stops following,
@@ -379,20 +403,76 @@ class LogView(ScrollView, can_focus=True):
         # Looked up once per frame rather than once per line: rich_style walks the ancestors.
         base = self.rich_style
         if base != self._cache_base:
-            self._cache.clear()  # cached strips carry the background (focus tint, theme)
+            self._forget()  # cached strips carry the background (focus tint, theme)
             self._cache_base = base
-        self._frame = (base, *self.scroll_offset, self.size.width)
+        scroll_x, scroll_y = self.scroll_offset
+        size = self.size
+        self._frame = (base, scroll_x, scroll_y, size.width)
         try:
-            return super().render_lines(crop)
+            return self._screen_lines(crop, base, scroll_x, scroll_y, size)
         finally:
             self._frame = None
+
+    def _screen_lines(self, crop: Region, base: Style, scroll_x: int, scroll_y: int, size: Size) -> list[Strip]:
+        """The lines of `crop`, screen-ready lines reused by sequence number.
+
+        Following a live tail scrolls the view by a line or two a frame, and Textual then
+        repaints the whole view through its styles cache (keyed by row, so every row is new):
+        at idle that was the costliest part of a frame. A line's final strip depends only on
+        its record and on what _screen_key holds (everything else clears the cache), so the
+        rows whose record was on screen before are taken from _screen and only the new ones
+        go through Textual (super().render_lines, in runs of consecutive rows).
+        """
+        key = (scroll_x, size, crop.column_span, self.background_colors,
+               tuple(map(id, self.get_line_filters())), id(self.app.ansi_theme))
+        if key != self._screen_key:
+            self._screen.clear()
+            self._screen_key = key
+        source = self._source
+        count = len(source)
+        cached = self._screen
+        current = self._current_seq
+        strips: list[Strip | None] = []
+        seqs: list[int | None] = []
+        for y in crop.line_range:
+            position = scroll_y + y
+            seq = None
+            if 0 <= position < count:
+                try:
+                    seq = source.seq_at(position)
+                except IndexError:  # the source shrank since the frame was laid out
+                    seq = None
+            seqs.append(seq)
+            strips.append(None if seq is None or seq == current else cached.get(seq))
+        top = crop.y
+        index = 0
+        total = len(strips)
+        while index < total:
+            if strips[index] is not None:
+                index += 1
+                continue
+            end = index
+            while end < total and strips[end] is None:
+                end += 1
+            forgotten = self._forgotten
+            rendered = super().render_lines(Region(crop.x, top + index, crop.width, end - index))
+            # A line that revealed the address column cleared the caches half-way through:
+            # the lines drawn before it are stale and are drawn again after the relayout.
+            keep = forgotten == self._forgotten
+            for offset, strip in enumerate(rendered):
+                strips[index + offset] = strip
+                seq = seqs[index + offset]
+                if keep and seq is not None and seq != current:
+                    cached.set(seq, strip)
+            index = end
+        return strips  # type: ignore[return-value]
 
     def render_line(self, y: int) -> Strip:
         frame = self._frame
         if frame is None:  # called directly (tests, copy): no frame in progress
             base = self.rich_style
             if base != self._cache_base:
-                self._cache.clear()
+                self._forget()
                 self._cache_base = base
             scroll_x, scroll_y = self.scroll_offset
             width = self.size.width
@@ -410,7 +490,7 @@ class LogView(ScrollView, can_focus=True):
             # Column appears the first time an address is on screen; lines already cached
             # were laid out without it.
             self.formatter.show_ip = True
-            self._cache.clear()
+            self._forget()
             self._schedule_layout()
         if seq == self._current_seq:
             strip = self._build(record, base, current=True)
