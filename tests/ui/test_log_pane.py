@@ -632,3 +632,48 @@ async def test_a_line_revealing_the_address_column_redraws_the_lines_before_it()
         old = [s.text for s in shown if "line 0000" in s.text]
         assert old and len({s.index("line 0000") for s in old}) == 1
         assert shown[-1].text.index("from a client") == old[0].index("line 0000")
+
+
+async def test_a_hidden_scrollbar_is_left_alone_while_following_and_right_when_shown():
+    app = PaneApp()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.pane
+        view = pane.view
+        pane.add_batch(batch([rec(i) for i in range(100)]))
+        await wait_for(pilot, lambda: len(view.source) == 100)
+        await pilot.pause(0.1)
+        bar = view.vertical_scrollbar
+        assert view.follow and view.scrollbar_size_vertical == 0
+        refreshed = [0]
+        original = bar.refresh
+
+        def counting(*args, **kwargs):
+            refreshed[0] += 1
+            return original(*args, **kwargs)
+
+        bar.refresh = counting  # type: ignore[method-assign]
+        for i in range(100, 110):
+            pane.add_batch(batch([rec(i)]))
+            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: len(view.source) == 110)
+        # A refresh of a widget outside the compositor's map re-arranges the whole screen.
+        assert refreshed[0] == 0
+        view.focus()
+        await pilot.press("home")
+        await wait_for(pilot, lambda: not view.follow and view.scrollbar_size_vertical > 0)
+        pane.add_batch(batch([rec(i) for i in range(110, 120)]))
+        await wait_for(pilot, lambda: len(view.source) == 120)
+        await pilot.pause(0.1)
+        assert bar.window_virtual_size == 120 and bar.position == 0
+        await pilot.press("end")
+        await wait_for(pilot, lambda: view.follow)
+        await pilot.press("up")
+        await wait_for(pilot, lambda: not view.follow)
+        await pilot.pause(0.1)
+        assert bar.position == view.scroll_offset.y == view.max_scroll_y - 1
+        # Jumping to a line from the bottom (a search hit) stops following and moves the bar too.
+        await pilot.press("end")
+        await wait_for(pilot, lambda: view.follow)
+        view.show_position(5)
+        await pilot.pause(0.1)
+        assert not view.follow and bar.position == view.scroll_offset.y < 10

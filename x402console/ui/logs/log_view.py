@@ -350,18 +350,26 @@ class LogView(ScrollView, can_focus=True):
         if follow != self.follow:
             self.follow = follow
             self.set_class(follow, "-follow")
+            if not follow and self.show_vertical_scrollbar:
+                # The bar comes back: it was left alone while hidden (watch_scroll_y, sync),
+                # and Textual's layout sets only its sizes, so bring its position up to date.
+                bar = self.vertical_scrollbar
+                bar.window_virtual_size = self.virtual_size.height
+                bar.window_size = self.container_size.height - self.scrollbar_size_horizontal
+                bar.position = self.scroll_y
             self.post_message(self.FollowChanged(self, follow))
 
     @property
     def _bar_drawn(self) -> bool:
-        """Whether the vertical scrollbar is on screen (following hides it: size 0)."""
-        return self.show_vertical_scrollbar and self.scrollbar_size_vertical > 0
+        """Whether the vertical scrollbar is on screen (following hides it: size 0). The follow
+        flag counts first: the styles catch up with the class change only on the next CSS pass."""
+        return self.show_vertical_scrollbar and (not self.follow or self.scrollbar_size_vertical > 0)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         # ScrollView's watcher, except that a hidden bar is not touched: refreshing a widget
         # that is not on screen makes Textual re-arrange the whole screen on the next frame
-        # (about a third of an idle frame's cost). The layout that shows the bar again sets
-        # its position.
+        # (about a third of an idle frame's cost). _set_follow brings the bar up to date
+        # when it is shown again.
         if self._bar_drawn:
             self.vertical_scrollbar.position = new_value
         if round(old_value) != round(new_value):
