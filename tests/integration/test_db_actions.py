@@ -18,7 +18,7 @@ import pytest
 
 from tests.rig.sim import RunningSim, sim_factory  # noqa: F401  (fixture)
 from x402console.actions.base import ActionContext, ActionError, Outcome, Refused
-from x402console.actions.database import database_target, list_backups
+from x402console.actions.database import BATCH_TARGET_S, WAL_BATCH_TARGET_S, database_target, list_backups
 from x402console.actions.registry import Registry, default_registry
 from x402console.drill.payment import make_request
 from x402console.settings.model import DatabaseSettings, Discovery, Replica, Settings
@@ -287,8 +287,6 @@ async def test_delete_plan_switches_to_wal_first_only_in_rollback_mode(tmp_path:
         assert "PRAGMA journal_mode=WAL" in plan.steps[0].command and "from delete to WAL" in plan.steps[0].description
         assert plan.params["switch_to_wal"] is True
         # Batches are sized by the mode they will run in: a WAL commit is an append, so half the lock time.
-        from x402console.actions.database import BATCH_TARGET_S, WAL_BATCH_TARGET_S
-
         assert f"about {WAL_BATCH_TARGET_S * 1000:.0f} ms" in plan.steps[2].description
         assert any("keeps WAL mode in the file" in w for w in plan.warnings), plan.warnings
         assert any("proofs.db-wal and proofs.db-shm" in w for w in plan.warnings), plan.warnings

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 from textual.widgets import Input
 
 from x402console.sources.logparse import LogRecord, parse_log_line
@@ -566,27 +567,30 @@ async def test_a_fast_stream_of_hidden_probe_lines_waits_for_the_apps_tick():
         await wait_for(pilot, lambda: flushes >= ticked + 3)
 
 
-def _rows_through_textual(view: LogView) -> list[int]:
-    """Counts the rows the view's styles cache asks it for (instance attribute: Textual looks
-    `render_line` up on the widget each time)."""
+def _count_calls(obj, name: str) -> list[int]:
+    """Counts calls to obj.<name> from now on (an instance attribute: Textual looks methods such
+    as `render_line` and `refresh` up on the widget each time)."""
     calls = [0]
-    original = view.render_line
+    original = getattr(obj, name)
 
-    def counting(y: int):
+    def counting(*args, **kwargs):
         calls[0] += 1
-        return original(y)
+        return original(*args, **kwargs)
 
-    view.render_line = counting  # type: ignore[method-assign]
+    setattr(obj, name, counting)
     return calls
+
+
+def _whole(view: LogView) -> list:
+    """Every visible row as the view hands it to the compositor."""
+    return list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
 
 
 def _fresh(view: LogView) -> list:
     """Every visible row drawn from nothing, as Textual would after a style change."""
-    from textual.geometry import Region
-
     view._forget()
     view._styles_cache.clear()
-    return list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+    return _whole(view)
 
 
 async def test_following_a_tail_draws_only_the_new_line_and_the_screen_matches_a_full_repaint():
@@ -597,16 +601,14 @@ async def test_following_a_tail_draws_only_the_new_line_and_the_screen_matches_a
         pane.add_batch(batch([rec(i, ip="203.0.113.7") for i in range(200)]))
         await wait_for(pilot, lambda: "line 000199" in "\n".join(screen_lines(view)))
         await pilot.pause(0.1)
-        calls = _rows_through_textual(view)
+        calls = _count_calls(view, "render_line")  # the rows the styles cache asks for
         pane.add_batch(batch([rec(200, ip="203.0.113.7")]))
         # (not screen_lines: it would ask the view for every row itself)
         await wait_for(pilot, lambda: len(view.source) == 201 and view.scroll_offset.y == view.max_scroll_y)
         await pilot.pause(0.2)
         # The view scrolled by one line: the rows already on screen are reused, the new one drawn.
         assert 1 <= calls[0] <= 2, calls[0]
-        from textual.geometry import Region
-
-        shown = list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+        shown = _whole(view)
         assert [s.text for s in shown][-1].rstrip().endswith("line 000200")
         assert shown == _fresh(view)
 
@@ -624,9 +626,7 @@ async def test_a_line_revealing_the_address_column_redraws_the_lines_before_it()
         pane.add_batch(batch([*(rec(i) for i in range(50, 54)), rec(54, "from a client", ip="198.51.100.23")]))
         await wait_for(pilot, lambda: view.formatter.show_ip and "198.51.100.23" in "\n".join(screen_lines(view)))
         await pilot.pause(0.2)
-        from textual.geometry import Region
-
-        shown = list(view.render_lines(Region(0, 0, view.size.width, view.size.height)))
+        shown = _whole(view)
         # Lines drawn before the column appeared must not come back from a cache without it.
         assert shown == _fresh(view)
         old = [s.text for s in shown if "line 0000" in s.text]
@@ -644,14 +644,7 @@ async def test_a_hidden_scrollbar_is_left_alone_while_following_and_right_when_s
         await pilot.pause(0.1)
         bar = view.vertical_scrollbar
         assert view.follow and view.scrollbar_size_vertical == 0
-        refreshed = [0]
-        original = bar.refresh
-
-        def counting(*args, **kwargs):
-            refreshed[0] += 1
-            return original(*args, **kwargs)
-
-        bar.refresh = counting  # type: ignore[method-assign]
+        refreshed = _count_calls(bar, "refresh")
         for i in range(100, 110):
             pane.add_batch(batch([rec(i)]))
             await pilot.pause(0.05)

@@ -22,6 +22,7 @@ from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 
 from x402console.sources.logparse import LogRecord
@@ -309,10 +310,7 @@ class LogView(ScrollView, can_focus=True):
                 # frame while lines arrive (it re-renders the whole screen).
                 self.set_reactive(LogView.virtual_size, size)
                 if self._bar_drawn:
-                    scrollbar = self.vertical_scrollbar
-                    scrollbar.window_virtual_size = height
-                    scrollbar.window_size = self.container_size.height - self.scrollbar_size_horizontal
-                    scrollbar.refresh()
+                    self._size_bar().refresh()
             else:
                 self.virtual_size = size
         if self.follow:
@@ -353,11 +351,15 @@ class LogView(ScrollView, can_focus=True):
             if not follow and self.show_vertical_scrollbar:
                 # The bar comes back: it was left alone while hidden (watch_scroll_y, sync),
                 # and Textual's layout sets only its sizes, so bring its position up to date.
-                bar = self.vertical_scrollbar
-                bar.window_virtual_size = self.virtual_size.height
-                bar.window_size = self.container_size.height - self.scrollbar_size_horizontal
-                bar.position = self.scroll_y
+                self._size_bar().position = self.scroll_y
             self.post_message(self.FollowChanged(self, follow))
+
+    def _size_bar(self) -> ScrollBar:
+        """The vertical bar, told how many lines there are and how many fit."""
+        bar = self.vertical_scrollbar
+        bar.window_virtual_size = self.virtual_size.height
+        bar.window_size = self.container_size.height - self.scrollbar_size_horizontal
+        return bar
 
     @property
     def _bar_drawn(self) -> bool:
@@ -444,12 +446,7 @@ class LogView(ScrollView, can_focus=True):
         seqs: list[int | None] = []
         for y in crop.line_range:
             position = scroll_y + y
-            seq = None
-            if 0 <= position < count:
-                try:
-                    seq = source.seq_at(position)
-                except IndexError:  # the source shrank since the frame was laid out
-                    seq = None
+            seq = source.seq_at(position) if 0 <= position < count else None
             seqs.append(seq)
             strips.append(None if seq is None or seq == current else cached.get(seq))
         top = crop.y
